@@ -1,0 +1,111 @@
+"""Inference cost per preset: parameters, GFLOPs, median ms per image at batch 1 and 8, next to OpenCV Telea and NS.
+
+    python benchmarks/bench_inference.py [--repeats 5] [--device cpu|cuda] [--presets msl-tiny-128,msl-256]
+
+Images: the CelebA-HQ eval set from ../shared (or $HF_FACEINPAINT_SHARED) when present, else the bundled example.
+Masks: NVIDIA irregular test masks (20-30% bucket) when present, else a fixed rectangle. Networks are timed on the
+model tensor alone (no pre/post-processing); the OpenCV baselines on uint8 images of the same size. On a CUDA device
+the networks are also timed in bf16 and reported as images/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from hf_faceinpaint import ClassicInpainter, MSLInpainter, list_presets
+from hf_faceinpaint.images import example_image_path
+from hf_faceinpaint.profiling import count_parameters, gflops_per_image
+
+SHARED = Path(os.environ.get("HF_FACEINPAINT_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+
+
+def load_inputs(resolution: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """`count` RGB images (N, H, W, 3) uint8 and hole masks (N, H, W) bool at `resolution`²."""
+    faces = sorted((SHARED / "data" / "celebahq_eval256").glob("*.png"))[:count] or [example_image_path()] * count
+    images = np.stack([np.asarray(Image.open(p).convert("RGB").resize((resolution, resolution), Image.BICUBIC)) for p in faces])
+    mask_dir = SHARED / "data" / "masks" / "nvidia_irregular_test"
+    if mask_dir.is_dir():
+        files = sorted(mask_dir.glob("*.png"))[4000 : 4000 + count]  # indices 4000-5999: the 20-30% bucket
+        masks = np.stack([np.asarray(Image.open(p).convert("L").resize((resolution, resolution), Image.NEAREST)) > 127 for p in files])
+    else:
+        masks = np.zeros((count, resolution, resolution), bool)
+        masks[:, resolution // 4 : resolution // 2, resolution // 4 : 3 * resolution // 4] = True
+    return images, masks
+
+
+def median_ms(fn, repeats: int, sync=lambda: None) -> float:
+    fn()  # warm-up
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def bench_network(name: str, device: torch.device, repeats: int) -> dict[str, str]:
+    model = MSLInpainter.from_preset(name).eval().to(device)
+    resolution = model.config.resolution
+    images, masks = load_inputs(resolution, 8)
+    image = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1).to(device)  # (8, 3, H, W)
+    mask = torch.from_numpy(masks)[:, None].float().to(device)  # (8, 1, H, W)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    row = {"method": name, "res": f"{resolution}²", "params": f"{count_parameters(model) / 1e6:.2f}M"}
+    row["GFLOPs"] = f"{gflops_per_image(model, resolution):.1f}"
+    with torch.inference_mode():
+        for batch in (1, 8):
+            ms = median_ms(lambda: model(image[:batch], mask[:batch]), repeats, sync)
+            row[f"ms/img b{batch}"] = f"{ms / batch:.1f}"
+        if device.type == "cuda":
+            row["img/s fp32 b8"] = f"{8e3 / median_ms(lambda: model(image, mask), repeats, sync):.0f}"
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                row["img/s bf16 b8"] = f"{8e3 / median_ms(lambda: model(image, mask), repeats, sync):.0f}"
+    return row
+
+
+def bench_classic(method: str, resolution: int, repeats: int) -> dict[str, str]:
+    images, masks = load_inputs(resolution, 8)
+    inpainter = ClassicInpainter(method)
+    ms = median_ms(lambda: [inpainter(i, m) for i, m in zip(images, masks)], repeats) / 8
+    return {"method": f"opencv {method}", "res": f"{resolution}²", "params": "-", "GFLOPs": "-",
+            "ms/img b1": f"{ms:.1f}", "ms/img b8": f"{ms:.1f}"}
+
+
+def print_table(rows: list[dict[str, str]]) -> None:
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    for row in rows:
+        print("| " + " | ".join(row.get(c, "") for c in columns) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--presets", default=",".join(list_presets()))
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    names = [n for n in args.presets.split(",") if n]
+    rows = [bench_network(name, device, args.repeats) for name in names]
+    resolutions = sorted({MSLInpainter.from_preset(n).config.resolution for n in names})
+    rows += [bench_classic(method, res, args.repeats) for res in resolutions for method in ("telea", "ns")]
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "none"
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, device {device} (GPU: {gpu})")
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    main()

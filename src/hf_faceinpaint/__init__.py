@@ -1,0 +1,28 @@
+"""hf-faceinpaint: face-image inpainting models on the Hugging Face Hub."""
+
+from .models import (
+    DEFAULT_MODEL,
+    CheckpointError,
+    ClassicInpainter,
+    MSLConfig,
+    MSLInpainter,
+    PatchDiscriminator,
+    list_presets,
+    load_model,
+)
+from .pipeline import inpaint
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "CheckpointError",
+    "ClassicInpainter",
+    "MSLConfig",
+    "MSLInpainter",
+    "PatchDiscriminator",
+    "__version__",
+    "inpaint",
+    "list_presets",
+    "load_model",
+]

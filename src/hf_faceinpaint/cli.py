@@ -1,0 +1,197 @@
+"""Command line: `hf-faceinpaint inpaint | demo | info` (also `python -m hf_faceinpaint`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from . import __version__
+from .images import example_image_path, example_mask_path, image_format, save_image
+from .models.classic import CLASSIC_METHODS, ClassicInpainter
+from .models.hub import CheckpointError
+from .models.registry import DEFAULT_MODEL, PRESETS, SHIPPED, Inpainter, load_model, shipped_checkpoint
+from .pipeline import inpaint
+from .profiling import count_parameters, gflops_per_image
+
+# Errors that mean bad input or a bad checkpoint: reported as one "error: ..." line, exit status 2.
+USER_ERRORS = (OSError, ValueError, CheckpointError)
+FOLDER_BATCH = 8
+
+
+def weights_source(spec: str | None) -> str:
+    """Where a `--model` value's weights come from, in words (the value is not loaded here).
+
+    Args:
+        spec: A `--model` value, as `load_model` accepts it; None for the default.
+    """
+    if spec is None:
+        folder = shipped_checkpoint(DEFAULT_MODEL)
+        return f"shipped checkpoint: {folder}" if folder else "no trained default model ships with this installation"
+    if spec in CLASSIC_METHODS:
+        return "OpenCV classic inpainting, no weights"
+    if spec in SHIPPED and not os.path.exists(spec):
+        return f"shipped checkpoint: {shipped_checkpoint(spec)}"
+    if spec in PRESETS and not os.path.exists(spec):
+        return "UNTRAINED preset: randomly initialised weights, not a trained model"
+    if os.path.isdir(spec):
+        return f"local directory: {Path(spec).resolve()}"
+    return f"Hugging Face Hub repo: {spec}"
+
+
+def _method_name(spec: str | None, model: Inpainter) -> str:
+    """A short name for the resolved method: "telea", "msl-face", the folder or repo id given."""
+    if isinstance(model, ClassicInpainter):
+        return model.name
+    return DEFAULT_MODEL if spec is None else spec
+
+
+def _resolve(spec: str | None, device: str | None, allow_untrained: bool = False) -> Inpainter:
+    """`load_model` with the CLI's checks: a usable device, and the no-default warning folded into the output."""
+    torch_device = None if device is None else _check_device(device)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="no trained default model")  # the printed method line says it
+        return load_model(spec, device=torch_device, allow_untrained=allow_untrained)
+
+
+def _check_device(name: str) -> torch.device:
+    """Parse a `--device` value and check that this machine has it."""
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"invalid device {name!r}: {err}") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available on this machine")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {name!r} requested but MPS is not available on this machine")
+    return device
+
+
+def _pair_folders(image_dir: Path, mask_dir: Path) -> list[tuple[Path, Path]]:
+    """Pair every image in `image_dir` with the mask of the same stem in `mask_dir` (x.jpg <-> x.png)."""
+    for folder in (image_dir, mask_dir):
+        if not folder.is_dir():
+            raise FileNotFoundError(f"folder not found: {folder}")
+    readable = {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+
+    def by_stem(folder: Path) -> dict[str, Path]:
+        files: dict[str, Path] = {}
+        for path in sorted(folder.iterdir()):
+            if path.is_file() and path.suffix.lower() in readable and not path.name.startswith("."):
+                if path.stem in files:
+                    raise ValueError(f"two files named {path.stem}.* in {folder}: {files[path.stem].name}, {path.name}")
+                files[path.stem] = path
+        return files
+
+    images, masks = by_stem(image_dir), by_stem(mask_dir)
+    if not images:
+        raise ValueError(f"no image files in {image_dir}")
+    unmatched = [path.name for stem, path in images.items() if stem not in masks]
+    if unmatched:
+        raise ValueError(f"no mask in {mask_dir} for {len(unmatched)} image(s): {', '.join(unmatched)}")
+    return [(path, masks[stem]) for stem, path in images.items()]
+
+
+def _run_inpaint(args: argparse.Namespace) -> None:
+    single = (args.image, args.mask, args.out)
+    folder = (args.image_dir, args.mask_dir, args.out_dir)
+    if any(folder) == any(single) or not all(folder if any(folder) else single):
+        raise ValueError("pass either --image, --mask and --out, or --image-dir, --mask-dir and --out-dir")
+    if args.out:
+        image_format(args.out)  # reject an unwritable extension before any work
+        pairs, outputs = [(Path(args.image), Path(args.mask))], [Path(args.out)]
+    else:
+        pairs = _pair_folders(Path(args.image_dir), Path(args.mask_dir))
+        outputs = [Path(args.out_dir) / f"{image.stem}.png" for image, _ in pairs]
+    model = _resolve(args.model, args.device)
+    print(f"method: {_method_name(args.model, model)} ({weights_source(args.model)})")
+    with tqdm(total=len(pairs), unit="image", disable=args.out is not None) as progress:
+        for start in range(0, len(pairs), FOLDER_BATCH):
+            chunk = pairs[start : start + FOLDER_BATCH]
+            results = inpaint([image for image, _ in chunk], [mask for _, mask in chunk], model=model)
+            for result, out in zip(results, outputs[start : start + FOLDER_BATCH]):
+                save_image(result, out)
+            progress.update(len(chunk))
+    print(f"wrote {outputs[0]}" if args.out else f"wrote {len(outputs)} image(s) to {args.out_dir}")
+
+
+def _run_demo(args: argparse.Namespace) -> None:
+    image_format(args.out)
+    model = _resolve(args.model, args.device)
+    print(f"method: {_method_name(args.model, model)} ({weights_source(args.model)})")
+    save_image(inpaint(example_image_path(), example_mask_path(), model=model), args.out)
+    print(f"wrote {args.out}")
+
+
+def _run_info(args: argparse.Namespace) -> None:
+    model = _resolve(args.model, args.device, allow_untrained=True)
+    print(f"model: {_method_name(args.model, model)}")
+    print(f"weights: {weights_source(args.model)}")
+    if isinstance(model, ClassicInpainter):
+        print("config:", json.dumps({"method": model.method, "radius": model.radius}, indent=2), sep="\n")
+        return
+    resolution = model.config.resolution
+    print(f"class: {type(model).__name__}")
+    print("config:", json.dumps(asdict(model.config), sort_keys=True, indent=2), sep="\n")
+    print(f"parameters: {count_parameters(model):,}")
+    print(f"GFLOPs per image ({resolution}×{resolution}): {gflops_per_image(model, resolution):.2f}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `hf-faceinpaint` with its `inpaint`, `demo` and `info` sub-commands."""
+    parser = argparse.ArgumentParser(prog="hf-faceinpaint", description="Face-image inpainting.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    model_help = (
+        f"'telea', 'ns', '{DEFAULT_MODEL}', a save_pretrained folder or a Hub repo id "
+        f"(default: {DEFAULT_MODEL} when installed, else telea)"
+    )
+
+    run = commands.add_parser("inpaint", help="inpaint one image, or a folder of images")
+    run.add_argument("--image", help="input photo")
+    run.add_argument("--mask", help="mask, white / non-zero = hole, same size as the photo")
+    run.add_argument("--out", help="output file (.png recommended)")
+    run.add_argument("--image-dir", help="folder of photos (folder mode)")
+    run.add_argument("--mask-dir", help="folder of masks named like the photos, e.g. x.png for x.jpg")
+    run.add_argument("--out-dir", help="folder for the results (written as <stem>.png)")
+    run.set_defaults(handler=_run_inpaint)
+
+    demo = commands.add_parser("demo", help="inpaint the bundled example portrait with the bundled mask")
+    demo.add_argument("--out", required=True, help="output file (.png recommended)")
+    demo.set_defaults(handler=_run_demo)
+
+    info = commands.add_parser("info", help="show a model's config, size, cost and weights source")
+    info.set_defaults(handler=_run_info)
+
+    for sub in (run, demo, info):
+        presets = "; info also takes preset names (untrained)" if sub is info else ""
+        sub.add_argument("--model", default=None, help=model_help + presets)
+        sub.add_argument("--device", default=None, help="torch device for neural models, e.g. cpu or cuda")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line and return the exit status: 0 on success, 2 for bad arguments, input or model.
+
+    Args:
+        argv: The arguments after the program name (default: `sys.argv[1:]`).
+    """
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # argparse has printed usage, --help or --version
+        return stop.code if isinstance(stop.code, int) else 2
+    try:
+        args.handler(args)
+    except USER_ERRORS as err:
+        message = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        print(f"error: {message or type(err).__name__}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,163 @@
+"""Hugging Face Hub integration shared by the model families: strict safetensors loading, clear offline errors,
+atomic weight writes and model cards rendered from the package's template."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from huggingface_hub import ModelCard, PyTorchModelHubMixin, hf_hub_download
+from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, OfflineModeIsEnabled
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+REPO_URL = "https://github.com/hf-faceinpaint/hf-faceinpaint"
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+T = TypeVar("T", bound="HubModelMixin")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint does not match the model it is loaded into, or cannot be read."""
+
+
+def model_card_template() -> str:
+    """The Jinja template every saved model card is rendered from (`model_cards/model_card_template.md`)."""
+    return resources.files("hf_faceinpaint").joinpath("model_cards", "model_card_template.md").read_text(encoding="utf-8")
+
+
+def load_state_dict_strict(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
+    """Load `state_dict` into `model`, raising `CheckpointError` that names every missing, unexpected or
+    mis-shaped key. Tensors are cast to each parameter's dtype (float16 checkpoints load into float32 models)."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    mis_shaped = sorted(
+        f"{key}: checkpoint {tuple(state_dict[key].shape)} vs model {tuple(own[key].shape)}"
+        for key in set(own) & set(state_dict)
+        if own[key].shape != state_dict[key].shape
+    )
+    if missing or unexpected or mis_shaped:
+        lines = [f"checkpoint {source} does not match {type(model).__name__}:"]
+        for title, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("mis-shaped keys", mis_shaped)):
+            if keys:
+                shown = ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
+                lines.append(f"  {title}: {shown}")
+        raise CheckpointError("\n".join(lines))
+    model.load_state_dict({key: value.to(own[key].dtype) for key, value in state_dict.items()}, strict=True)
+
+
+def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a safetensors file on the CPU, turning a truncated or corrupt file into a `CheckpointError`."""
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"cannot read weights file {path}: {err}") from err
+
+
+def save_safetensors_atomic(state_dict: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    """Write a safetensors file through a temporary file renamed into place, so no half-written file is ever left."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in state_dict.items()}, str(tmp), metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class HubModelMixin(PyTorchModelHubMixin):
+    """`PyTorchModelHubMixin` with strict loading, clear errors when offline, and an informative model card.
+
+    Subclasses keep their configuration in `self.config` (a dataclass) and take it as the single `config`
+    argument of `__init__`.
+    """
+
+    config: Any
+
+    @classmethod
+    def from_pretrained(cls: type[T], pretrained_model_name_or_path: str | Path, **kwargs: Any) -> T:
+        """Load from a local directory written by `save_pretrained`, or from a Hub repo id (downloaded).
+
+        Loading is strict: missing, unexpected or mis-shaped keys raise `CheckpointError` naming them.
+        """
+        name = str(pretrained_model_name_or_path)
+        if not os.path.isdir(name):
+            if os.path.exists(name):
+                raise CheckpointError(f"{name} is a file; pass the directory that save_pretrained wrote")
+            if not _REPO_ID.match(name):
+                raise FileNotFoundError(f"no model directory at {name!r} (and it is not a Hub repo id like 'org/name')")
+        elif not os.path.isfile(os.path.join(name, CONFIG_NAME)):
+            raise CheckpointError(f"{name} has no {CONFIG_NAME}; it was not written by save_pretrained")
+        try:
+            return super().from_pretrained(name, **kwargs)
+        except (LocalEntryNotFoundError, OfflineModeIsEnabled, ConnectionError) as err:
+            raise OSError(
+                f"could not download {name!r} from the Hugging Face Hub ({type(err).__name__}); this machine seems to be "
+                f"offline. Pass a local directory written by save_pretrained instead."
+            ) from err
+        except TypeError as err:  # config.json whose fields do not fit the config dataclass
+            raise CheckpointError(f"config of {name!r} does not fit {cls.__name__}: {err}") from err
+
+    @classmethod
+    def _from_pretrained(
+        cls: type[T],
+        *,
+        model_id: str,
+        revision: str | None,
+        cache_dir: str | Path | None,
+        force_download: bool,
+        local_files_only: bool,
+        token: str | bool | None,
+        map_location: str = "cpu",
+        strict: bool = True,
+        **model_kwargs: Any,
+    ) -> T:
+        if not strict:
+            raise ValueError("hf-faceinpaint models always load strictly")
+        model = cls(**model_kwargs)
+        if os.path.isdir(model_id):
+            weights = os.path.join(model_id, WEIGHTS_NAME)
+            if not os.path.isfile(weights):
+                raise CheckpointError(f"{model_id} has no {WEIGHTS_NAME}")
+        else:
+            try:
+                weights = hf_hub_download(
+                    repo_id=model_id,
+                    filename=WEIGHTS_NAME,
+                    revision=revision,
+                    cache_dir=cache_dir,
+                    force_download=force_download,
+                    token=token,
+                    local_files_only=local_files_only,
+                )
+            except EntryNotFoundError as err:
+                raise CheckpointError(f"Hub repo {model_id!r} has no {WEIGHTS_NAME}") from err
+        load_state_dict_strict(model, read_safetensors(weights), weights)
+        return model.to(map_location).eval()
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        config = asdict(self.config)
+        save_safetensors_atomic(self.state_dict(), save_directory / WEIGHTS_NAME, metadata={"config": json.dumps(config)})
+        tmp = save_directory / f".{CONFIG_NAME}.tmp-{os.getpid()}"
+        tmp.write_text(json.dumps(config, sort_keys=True, indent=2), encoding="utf-8")
+        os.replace(tmp, save_directory / CONFIG_NAME)
+
+    def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> str | None:
+        """Write `config.json`, `model.safetensors` (atomically) and a fresh model card `README.md`."""
+        Path(save_directory, "README.md").unlink(missing_ok=True)  # the mixin keeps an old card; always re-render
+        return super().save_pretrained(save_directory, **kwargs)
+
+    def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
+        kwargs.setdefault("model_class", type(self).__name__)
+        kwargs.setdefault("num_parameters", f"{sum(p.numel() for p in self.parameters()):,}")
+        kwargs.setdefault("config_json", json.dumps(asdict(self.config), sort_keys=True, indent=2))
+        kwargs.setdefault("metrics_section", "")
+        return super().generate_model_card(*args, **kwargs)

@@ -1,0 +1,83 @@
+"""Resumable checkpoints: Accelerate's `save_state` (models, optimizers, RNG of every process) plus the EMA weights
+(safetensors) and the trainer's counters (JSON), written to a temporary folder that is renamed into place, so a
+checkpoint folder either is complete or does not exist."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..models.hub import load_state_dict_strict, read_safetensors, save_safetensors_atomic
+
+_STEP_DIR = re.compile(r"^step-(\d+)$")
+EMA_FILE = "ema.safetensors"
+STATE_FILE = "trainer_state.json"
+
+
+def checkpoint_root(output_dir: str | os.PathLike) -> Path:
+    return Path(output_dir) / "checkpoints"
+
+
+def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
+    """Complete checkpoint folders, oldest first."""
+    root = checkpoint_root(output_dir)
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _STEP_DIR.match(p.name)) and (p / STATE_FILE).is_file()]
+    return [path for _, path in sorted(found)]
+
+
+def resolve_resume(resume: str, output_dir: str | os.PathLike) -> Path:
+    """The folder named by `--resume latest|PATH`, with a clear error when there is none."""
+    if resume == "latest":
+        found = list_checkpoints(output_dir)
+        if not found:
+            raise FileNotFoundError(f"--resume latest: no checkpoint under {checkpoint_root(output_dir)}")
+        return found[-1]
+    path = Path(resume)
+    if not (path / STATE_FILE).is_file():
+        raise FileNotFoundError(f"--resume {resume}: not a checkpoint folder (no {STATE_FILE})")
+    return path
+
+
+def save_checkpoint(accelerator, output_dir: str | os.PathLike, step: int, ema: nn.Module, state: dict[str, Any], keep: int) -> Path:
+    """Save everything needed to resume at `step`; all processes must call this. Returns the folder."""
+    root = checkpoint_root(output_dir)
+    final = root / f"step-{step:08d}"
+    tmp = root / f".tmp-step-{step:08d}"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_safetensors_atomic(ema.state_dict(), tmp / EMA_FILE)
+        (tmp / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        for old in list_checkpoints(output_dir)[:-keep] if keep > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def load_checkpoint(accelerator, folder: Path, ema: nn.Module) -> dict[str, Any]:
+    """Restore models, optimizers and RNG (Accelerate) and the EMA weights; returns the trainer state."""
+    accelerator.load_state(str(folder))
+    load_state_dict_strict(ema, read_safetensors(folder / EMA_FILE), str(folder / EMA_FILE))
+    return json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+
+
+def ema_model(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
+    """Exponential moving average of a model's parameters and buffers (BN statistics included)."""
+    return torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True
+    )

@@ -1,0 +1,224 @@
+"""Training settings: one dataclass, filled from a YAML/JSON config file and/or command-line flags (flags win)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import MISSING, dataclass, fields
+from pathlib import Path
+from typing import Any, Optional
+
+from ..losses import ADVERSARIAL_KINDS
+
+
+class ConfigError(ValueError):
+    """A training configuration that cannot run."""
+
+
+@dataclass
+class TrainConfig:
+    """Every training setting. Each field is also a `--kebab-case` command-line flag.
+
+    Args:
+        model: Preset name of the generator to train (see `hf_faceinpaint.list_presets()`).
+        resolution: Train the preset's architecture at this image size instead of its own (0 = the preset's).
+        dataset: Training images: Hub dataset id, Parquet file/glob, image folder or .txt file list.
+        output_dir: Where checkpoints, logs, sample grids and the final model go.
+        max_steps: Number of optimizer steps (of both D and G) to train for.
+        batch_size: Images per process per micro-step (the paper uses 8).
+        vgg_weights: VGG16 weights file (torchvision `features.N` keys) for the perceptual and style losses;
+            None downloads torchvision's ImageNet VGG16 when online.
+        vgg_normalization: Input convention of those weights: "imagenet" (torchvision) or "caffe" (BGR, 0-255,
+            mean-subtracted; the HED stand-in in ../shared/weights/vgg16_hed).
+        image_column: Column holding the images (Hub / Parquet datasets).
+        dataset_split: Split to stream from a Hub training dataset.
+        val_dataset: Validation images (same kinds of spec); never carved from the training stream.
+        val_split: Split to read from a Hub validation dataset.
+        val_count: Number of validation images (the first ones, in order) with fixed seeded masks.
+        shuffle_buffer: Size of the streaming shuffle buffer.
+        num_workers: DataLoader worker processes per training process.
+        mask_kind: Training masks: "irregular", "square" or "mixed".
+        mask_buckets: Hole-ratio buckets to draw irregular masks from, e.g. "10-20,20-30"; empty = untargeted.
+        lr_g: Adam learning rate of the generator.
+        lr_d: Adam learning rate of the discriminator.
+        beta1: Adam β1 (β2 is 0.999).
+        grad_accum: Micro-steps accumulated per optimizer step.
+        adversarial: "nsgan" (the paper's eq. 10), "hinge" or "wgan-gp".
+        w_rec: λ_rec of eq. 12.
+        w_perc: λ_perc of eq. 12.
+        w_style: λ_style of eq. 12.
+        w_adv: λ_adv of eq. 12.
+        w_gp: Gradient-penalty weight for "wgan-gp".
+        ema_decay: Decay of the exponential moving average of the generator's weights.
+        mixed_precision: "no", "bf16" or "fp16".
+        seed: Seed of the shuffle, masks, flips and initial weights.
+        checkpoint_every: Save a resumable checkpoint every N steps (0 = only at the end).
+        keep_checkpoints: Keep the last K checkpoints.
+        log_every: Log losses every N steps.
+        sample_every: Write a PNG grid of masked input / output / ground truth every N steps (0 = never).
+        val_every: Validate every N steps (0 = only at the end).
+        resume: "latest" or a checkpoint folder to resume from.
+        push_to_hub: Hub repo id to push the final EMA generator to.
+        cpu: Train on the CPU even if a GPU is present.
+    """
+
+    model: str = "msl-tiny-128"
+    resolution: int = 0
+    dataset: str = ""
+    output_dir: str = ""
+    max_steps: int = 0
+    batch_size: int = 8
+    vgg_weights: Optional[str] = None
+    vgg_normalization: str = "imagenet"
+    image_column: str = "image"
+    dataset_split: str = "train"
+    val_dataset: Optional[str] = None
+    val_split: str = "validation"
+    val_count: int = 64
+    shuffle_buffer: int = 1000
+    num_workers: int = 0
+    mask_kind: str = "irregular"
+    mask_buckets: str = ""
+    lr_g: float = 1e-4
+    lr_d: float = 1e-4
+    beta1: float = 0.5
+    grad_accum: int = 1
+    adversarial: str = "nsgan"
+    w_rec: float = 1.0
+    w_perc: float = 0.05
+    w_style: float = 120.0
+    w_adv: float = 0.1
+    w_gp: float = 10.0
+    ema_decay: float = 0.999
+    mixed_precision: str = "no"
+    seed: int = 0
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    log_every: int = 10
+    sample_every: int = 500
+    val_every: int = 500
+    resume: Optional[str] = None
+    push_to_hub: Optional[str] = None
+    cpu: bool = False
+
+    def validate(self) -> None:
+        """Raise `ConfigError` naming every setting that cannot work."""
+        from ..models.registry import list_presets
+
+        problems = []
+        if not self.dataset:
+            problems.append("--dataset is required")
+        if not self.output_dir:
+            problems.append("--output-dir is required")
+        if self.max_steps <= 0:
+            problems.append(f"--max-steps must be positive, got {self.max_steps}")
+        if self.batch_size <= 0 or self.grad_accum <= 0:
+            problems.append("--batch-size and --grad-accum must be positive")
+        if self.model not in list_presets():
+            problems.append(f"unknown --model {self.model!r}; presets: {', '.join(list_presets())}")
+        if self.adversarial not in ADVERSARIAL_KINDS:
+            problems.append(f"--adversarial must be one of {ADVERSARIAL_KINDS}, got {self.adversarial!r}")
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            problems.append(f"--mixed-precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
+        if self.vgg_normalization not in ("imagenet", "caffe"):
+            problems.append(f"--vgg-normalization must be imagenet or caffe, got {self.vgg_normalization!r}")
+        if self.mask_kind not in ("irregular", "square", "mixed"):
+            problems.append(f"--mask-kind must be irregular, square or mixed, got {self.mask_kind!r}")
+        if self.vgg_weights is not None and not Path(self.vgg_weights).is_file():
+            problems.append(f"--vgg-weights file {self.vgg_weights} does not exist")
+        if problems:
+            raise ConfigError("bad training configuration:\n  " + "\n  ".join(problems))
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """An argparse parser with one flag per `TrainConfig` field (help text from the docstring), plus --config."""
+    docs = _field_docs()
+    parser = argparse.ArgumentParser(
+        description="Train an hf-faceinpaint model (run under `accelerate launch` for several processes)."
+    )
+    parser.add_argument("--config", help="YAML or JSON file with any of the settings below; flags override it")
+    for field in fields(TrainConfig):
+        default = field.default if field.default is not MISSING else None
+        kind = {"int": int, "float": float}.get(field.type if isinstance(field.type, str) else "", str)
+        if field.type == "bool":
+            parser.add_argument(_flag(field.name), action="store_true", default=None, help=docs.get(field.name))
+        else:
+            parser.add_argument(
+                _flag(field.name), type=kind, default=None, help=f"{docs.get(field.name, '')} (default: {default})"
+            )
+    return parser
+
+
+def _field_docs() -> dict[str, str]:
+    """Per-field help text, parsed from the "Args:" section of `TrainConfig`'s docstring."""
+    docs: dict[str, str] = {}
+    current = None
+    for line in (TrainConfig.__doc__ or "").splitlines():
+        stripped = line.strip()
+        if line.startswith(" " * 8) and not line.startswith(" " * 12) and ":" in stripped:
+            current, text = stripped.split(":", 1)
+            docs[current] = text.strip()
+        elif current and line.startswith(" " * 12):
+            docs[current] += " " + stripped
+    return docs
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """Settings from a .yaml/.yml/.json file; keys may use dashes or underscores."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    text = file.read_text(encoding="utf-8")
+    try:
+        if file.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            data = json.loads(text)
+    except Exception as err:  # yaml.YAMLError / json.JSONDecodeError, with the file's own message
+        raise ConfigError(f"cannot parse config file {path}: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of settings")
+    data = {key.replace("-", "_"): value for key, value in data.items()}
+    types = {f.name: f.type for f in fields(TrainConfig)}
+    unknown = sorted(set(data) - set(types))
+    if unknown:
+        raise ConfigError(f"config file {path} has unknown settings: {', '.join(unknown)}")
+    return {key: _coerce(key, types[key], value, path) for key, value in data.items()}
+
+
+def _coerce(key: str, type_name: str, value: Any, path: str) -> Any:
+    """Convert a config-file value to the field's type (YAML reads 1e-4 as a string, for example)."""
+    if value is None:
+        return None
+    try:
+        if type_name == "int" and not isinstance(value, bool):
+            return int(value)
+        if type_name == "float" and not isinstance(value, bool):
+            return float(value)
+        if type_name == "bool" and isinstance(value, bool):
+            return value
+        if type_name in ("str", "Optional[str]") and isinstance(value, (str, int, float)):
+            return str(value)
+    except ValueError:
+        pass
+    raise ConfigError(f"config file {path}: {key} must be {type_name}, got {value!r}")
+
+
+def parse_config(argv: list[str] | None = None) -> TrainConfig:
+    """Build and validate a `TrainConfig` from a config file (if given) and command-line flags."""
+    args = build_parser().parse_args(argv)
+    values: dict[str, Any] = read_config_file(args.config) if args.config else {}
+    values.update({key: value for key, value in vars(args).items() if key != "config" and value is not None})
+    try:
+        config = TrainConfig(**values)
+    except TypeError as err:
+        raise ConfigError(str(err)) from err
+    config.validate()
+    return config
+

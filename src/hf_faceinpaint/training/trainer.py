@@ -1,0 +1,304 @@
+"""The GAN training loop, top to bottom. Run it through `train.py` (single process) or `accelerate launch train.py`.
+
+Each optimizer step does, on every process:
+  1. take this process's batch of real faces, flip some horizontally, and draw their hole masks;
+  2. generate the composited inpainting  out = m · G(x ⊙ (1 − m), m) + (1 − m) · x;
+  3. discriminator step: D learns real from out (eq. 10; out is detached, G gets no gradient here);
+  4. generator step: λ_rec L1 + λ_perc perceptual + λ_style style + λ_adv adversarial (eq. 12), D frozen;
+  5. update the EMA copy of G; log, sample, validate and checkpoint on their schedules.
+Masks and flips are pure functions of (seed, step, process, sample), so a resumed run replays the same batches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..data import open_dataset, load_fixed_set, train_batches
+from ..losses import (
+    PerceptualStyleLoss,
+    discriminator_loss,
+    generator_loss,
+    gradient_penalty,
+    interpolate,
+    l1_loss,
+)
+from ..masks import MaskGenerator, parse_buckets
+from ..models.msl import MSLInpainter
+from ..models.registry import preset_config
+from ..models.vgg import load_vgg16
+from .checkpoint import ema_model, list_checkpoints, load_checkpoint, resolve_resume, save_checkpoint
+from .config import TrainConfig
+from .validation import inpaint_batches, save_grid, score, telea_outputs, validation_masks
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; training stopped before applying the bad update."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What `train` leaves behind.
+
+    Args:
+        final_dir: The `save_pretrained` folder of the EMA generator.
+        generator: This process's trained generator (unwrapped), e.g. to compare processes.
+        state: The trainer state of the last checkpoint (step, stream positions, bad-image count).
+    """
+
+    final_dir: Path
+    generator: MSLInpainter
+    state: dict[str, Any]
+
+
+def sample_seed(config: TrainConfig, micro_step: int, rank: int) -> int:
+    """A seed unique to (run seed, micro-step, process), for the masks and flips of one batch."""
+    return (config.seed * 1_000_003 + micro_step) * 4099 + rank
+
+
+def masks_and_flips(config: TrainConfig, generator: MaskGenerator, micro_step: int, rank: int, world: int, batch: int):
+    """Hole masks (B, 1, R, R) and horizontal-flip flags (B,) for one batch, reproducible on resume."""
+    first = (micro_step * world + rank) * batch  # global index of this batch's first sample
+    masks = torch.from_numpy(np.stack([generator(first + i) for i in range(batch)]))[:, None].float()
+    flips = torch.rand(batch, generator=torch.Generator().manual_seed(sample_seed(config, micro_step, rank))) < 0.5
+    return masks, flips
+
+
+def check_finite(accelerator, step: int, output_dir: str, **losses: torch.Tensor) -> None:
+    """Stop every process when any process has a non-finite loss, naming the losses and the last good checkpoint."""
+    bad = torch.tensor([float(not torch.isfinite(v).all()) for v in losses.values()], device=accelerator.device)
+    bad = accelerator.reduce(bad, reduction="sum")
+    if bad.any():
+        names = ", ".join(name for name, flag in zip(losses, bad.tolist()) if flag)
+        found = list_checkpoints(output_dir)
+        last = f"the last good checkpoint is {found[-1]}" if found else "no checkpoint was written yet"
+        raise TrainingDiverged(
+            f"non-finite loss ({names}) at step {step}; stopped before applying it. {last} "
+            "(resume it with --resume latest, e.g. with a lower learning rate)"
+        )
+
+
+def write_metrics(path: Path, record: dict[str, Any]) -> None:
+    with path.open("a", encoding="utf-8") as file:
+        file.write(json.dumps(record) + "\n")
+
+
+def gan_step(
+    accelerator,
+    generator: torch.nn.Module,
+    discriminator: torch.nn.Module,
+    opt_g: torch.optim.Optimizer,
+    opt_d: torch.optim.Optimizer,
+    perceptual_style: PerceptualStyleLoss,
+    images: torch.Tensor,
+    hole: torch.Tensor,
+    config: TrainConfig,
+    step: int,
+) -> dict[str, torch.Tensor]:
+    """One discriminator step then one generator step on a batch (steps 2-4 of the module docstring).
+
+    Args:
+        accelerator: The `Accelerator` the models and optimizers were prepared with.
+        generator: The prepared generator.
+        discriminator: The prepared discriminator.
+        opt_g: The generator's prepared optimizer.
+        opt_d: The discriminator's prepared optimizer.
+        perceptual_style: The VGG16 perceptual + style loss.
+        images: Real faces, (B, 3, R, R) in [-1, 1].
+        hole: Masks, (B, 1, R, R), 1 = hole.
+        config: Loss kind and weights.
+        step: The optimizer step, for the NaN guard's message.
+
+    Returns:
+        The losses of this micro-step, keyed for logging.
+    """
+    # 2. the composited inpainting
+    fake = generator(images, hole)
+
+    # 3. discriminator step: real vs. detached fake in one forward (one DDP forward per backward)
+    if config.adversarial == "wgan-gp":
+        mixed = interpolate(images, fake)
+        logits = discriminator(torch.cat([images, fake.detach(), mixed]), hole.repeat(3, 1, 1, 1))
+        real_logits, fake_logits, mixed_logits = logits.chunk(3)
+        d_loss = discriminator_loss("wgan-gp", real_logits, fake_logits)
+        d_loss = d_loss + config.w_gp * gradient_penalty(mixed_logits, mixed)
+    else:
+        real_logits, fake_logits = discriminator(torch.cat([images, fake.detach()]), hole.repeat(2, 1, 1, 1)).chunk(2)
+        d_loss = discriminator_loss(config.adversarial, real_logits, fake_logits)
+    check_finite(accelerator, step, config.output_dir, d_loss=d_loss)
+    accelerator.backward(d_loss)
+    opt_d.step()
+    opt_d.zero_grad(set_to_none=True)
+
+    # 4. generator step: D is frozen and called outside DDP, so no D gradient is computed or synchronised
+    plain_discriminator = accelerator.unwrap_model(discriminator)
+    plain_discriminator.requires_grad_(False)
+    with accelerator.autocast():
+        adv = generator_loss(config.adversarial, plain_discriminator(fake, hole))
+        rec = l1_loss(fake, images)
+        perc, style = perceptual_style(fake, images)
+    plain_discriminator.requires_grad_(True)
+    g_loss = config.w_rec * rec + config.w_perc * perc + config.w_style * style + config.w_adv * adv
+    check_finite(accelerator, step, config.output_dir, g_loss=g_loss, rec=rec, perc=perc, style=style, adv=adv)
+    accelerator.backward(g_loss)
+    opt_g.step()
+    opt_g.zero_grad(set_to_none=True)
+    return {"loss/d": d_loss, "loss/g": g_loss, "loss/rec": rec, "loss/perc": perc, "loss/style": style, "loss/adv": adv}
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Train `config.model` as configured; the final EMA generator is saved with `save_pretrained`."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    config.validate()
+    output_dir = Path(config.output_dir)
+    accelerator = Accelerator(
+        cpu=config.cpu or not torch.cuda.is_available(),
+        mixed_precision=config.mixed_precision,
+        gradient_accumulation_steps=config.grad_accum,
+        log_with="tensorboard",
+        project_dir=str(output_dir),
+    )
+    rank, world, device = accelerator.process_index, accelerator.num_processes, accelerator.device
+    set_seed(config.seed)  # identical initial weights on every process
+
+    # ---- losses first: a missing VGG fails before any data is touched
+    perceptual_style = PerceptualStyleLoss(load_vgg16(config.vgg_weights, config.vgg_normalization)).to(device)
+
+    # ---- data: the training stream (sharded per process) and the fixed validation set
+    dataset, column = open_dataset(config.dataset, image_column=config.image_column, split=config.dataset_split)
+    architecture = preset_config(config.model)
+    if config.resolution:
+        architecture = dataclasses.replace(architecture, resolution=config.resolution)  # re-validated
+    generator_model = MSLInpainter(architecture)
+    resolution = architecture.resolution
+    masks = MaskGenerator(config.mask_kind, resolution, parse_buckets(config.mask_buckets) if config.mask_buckets else None, config.seed)
+    val_images = val_masks = None
+    if config.val_dataset and accelerator.is_main_process:
+        val_images = load_fixed_set(config.val_dataset, config.val_count, resolution, config.image_column, config.val_split)
+        val_masks = validation_masks(len(val_images), resolution)
+
+    # ---- models and optimizers (Adam, as in the paper)
+    discriminator = generator_model.build_discriminator()
+    ema = ema_model(generator_model, config.ema_decay).to(device)
+    opt_g = torch.optim.Adam(generator_model.parameters(), lr=config.lr_g, betas=(config.beta1, 0.999))
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr_d, betas=(config.beta1, 0.999))
+    generator, discriminator, opt_g, opt_d = accelerator.prepare(generator_model, discriminator, opt_g, opt_d)
+
+    # ---- resume: models, optimizers, RNG, EMA, step and every process's position in the stream
+    state: dict[str, Any] = {"step": 0, "positions": [[0, 0]] * world, "bad_images": 0}
+    if config.resume:
+        folder = resolve_resume(config.resume, output_dir)
+        state = load_checkpoint(accelerator, folder, ema)
+        if len(state["positions"]) != world:
+            raise ValueError(f"checkpoint {folder} was written by {len(state['positions'])} processes, not {world}")
+        accelerator.print(f"resumed from {folder} at step {state['step']}")
+    step = state["step"]
+    epoch, done = state["positions"][rank]
+    stream = train_batches(
+        dataset, column, resolution, config.batch_size, rank=rank, world_size=world, seed=config.seed,
+        shuffle_buffer=config.shuffle_buffer, num_workers=config.num_workers, epoch=epoch, skip=done,
+    )
+
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        accelerator.init_trackers("hf-faceinpaint", config={k: v if v is not None else "" for k, v in vars(config).items()})
+        if val_images is not None and step == 0:
+            telea = score(telea_outputs(val_images, val_masks), val_images)
+            write_metrics(output_dir / "metrics.jsonl", {"step": 0, **{f"val/telea_{k}": v for k, v in telea.items()}})
+    progress = tqdm(total=config.max_steps, initial=step, disable=not accelerator.is_local_main_process, desc="train")
+    micro_step = step * config.grad_accum
+
+    while step < config.max_steps:
+        # 1. this process's batch, flipped and masked reproducibly
+        epoch, done, images, skipped = next(stream)
+        hole, flips = masks_and_flips(config, masks, micro_step, rank, world, config.batch_size)
+        images = torch.where(flips[:, None, None, None], images.flip(-1), images).to(device)  # (B, 3, R, R)
+        hole = hole.to(device)  # (B, 1, R, R), 1 = hole
+        state["bad_images"] += int(accelerator.reduce(torch.tensor(skipped, device=device), reduction="sum").item())
+        micro_step += 1
+
+        with accelerator.accumulate(generator, discriminator):
+            losses = gan_step(accelerator, generator, discriminator, opt_g, opt_d, perceptual_style, images, hole, config, step)
+        if not accelerator.sync_gradients:
+            continue
+        # 5. one optimizer step is complete
+        step += 1
+        ema.update_parameters(accelerator.unwrap_model(generator))
+        progress.update(1)
+        if step % config.log_every == 0 or step == config.max_steps:
+            logged = {k: accelerator.reduce(v.detach().float(), reduction="mean").item() for k, v in losses.items()}
+            logged.update({"data/epoch": epoch, "data/bad_images": state["bad_images"]})
+            accelerator.log(logged, step=step)
+            if accelerator.is_main_process:
+                write_metrics(output_dir / "metrics.jsonl", {"step": step, **logged})
+                progress.set_postfix(g=f"{logged['loss/g']:.3f}", d=f"{logged['loss/d']:.3f}")
+        if accelerator.is_main_process and val_images is not None:
+            if config.sample_every and step % config.sample_every == 0:
+                outputs = inpaint_batches(ema.module, val_images[:8], val_masks[:8])
+                save_grid(output_dir / "samples" / f"step-{step:08d}.png", val_images[:8], val_masks[:8], outputs)
+            if (config.val_every and step % config.val_every == 0) or step == config.max_steps:
+                metrics = score(inpaint_batches(ema.module, val_images, val_masks), val_images)
+                accelerator.log({f"val/{k}": v for k, v in metrics.items()}, step=step)
+                write_metrics(output_dir / "metrics.jsonl", {"step": step, **{f"val/{k}": v for k, v in metrics.items()}})
+        if (config.checkpoint_every and step % config.checkpoint_every == 0) or step == config.max_steps:
+            positions = accelerator.gather(torch.tensor([[epoch, done]], device=device)).tolist()
+            state.update(step=step, positions=positions)
+            save_checkpoint(accelerator, output_dir, step, ema, state, config.keep_checkpoints)
+
+    progress.close()
+    final = output_dir / "final"
+    if accelerator.is_main_process:
+        save_final(ema.module, final, config, state)
+        if config.push_to_hub:
+            ema.module.push_to_hub(config.push_to_hub, model_card_kwargs=model_card_kwargs(config, state))
+    accelerator.wait_for_everyone()
+    accelerator.end_training()  # closes the trackers and the process group: last
+    return TrainResult(final, accelerator.unwrap_model(generator), state)
+
+
+def model_card_kwargs(config: TrainConfig, state: dict[str, Any]) -> dict[str, str]:
+    return {
+        "model_name": Path(config.output_dir).name,
+        "training_section": (
+            f"Trained with `train.py` from the `{config.model}` preset for {state['step']} steps at batch "
+            f"{config.batch_size} × {len(state['positions'])} processes on `{config.dataset}`. "
+            f"Losses: L1 ×{config.w_rec}, perceptual ×{config.w_perc}, style ×{config.w_style}, "
+            f"{config.adversarial} ×{config.w_adv}. These weights are the EMA generator. They inherit the licence "
+            "terms of the training data."
+        ),
+    }
+
+
+def save_final(model: MSLInpainter, final: Path, config: TrainConfig, state: dict[str, Any]) -> None:
+    """`save_pretrained` of the EMA generator into `final`, through a temporary folder renamed into place."""
+    tmp = final.with_name(f".{final.name}-tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, model_card_kwargs=model_card_kwargs(config, state))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry: parse the flags / config file and train. Returns the exit status."""
+    import sys
+
+    from ..models.hub import CheckpointError
+    from .config import ConfigError, parse_config
+
+    try:
+        config = parse_config(argv)
+        train(config)
+    except (ConfigError, CheckpointError, TrainingDiverged, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,64 @@
+"""Validation during training: a fixed, seeded set of (image, mask) pairs scored by PSNR, SSIM and L1, the same
+pairs inpainted by OpenCV Telea for reference, and PNG grids of masked input / output / ground truth."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..masks import MaskGenerator, parse_buckets
+from ..metrics import l1, psnr, ssim
+from ..models.classic import ClassicInpainter
+
+VAL_BUCKETS = "10-20,20-30,30-40,40-50"  # the MSL paper's Table 1 buckets
+VAL_MASK_SEED = 2024  # fixed, so runs with different training seeds are scored on the same pairs
+
+
+def validation_masks(count: int, resolution: int) -> torch.Tensor:
+    """The fixed validation masks, cycling through the paper's buckets: (N, 1, R, R), 1 = hole."""
+    generator = MaskGenerator("irregular", resolution, parse_buckets(VAL_BUCKETS), seed=VAL_MASK_SEED)
+    return torch.from_numpy(np.stack([generator(i) for i in range(count)]))[:, None].float()
+
+
+def score(output: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    """Mean PSNR, SSIM and L1 of composited outputs against the ground truth, both (N, 3, H, W) in [-1, 1]."""
+    out01, gt01 = (output.float().clamp(-1, 1) + 1) / 2, (target.float() + 1) / 2
+    return {"psnr": psnr(out01, gt01).mean().item(), "ssim": ssim(out01, gt01).mean().item(), "l1": l1(out01, gt01).mean().item()}
+
+
+@torch.no_grad()
+def inpaint_batches(model: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
+    """Run a generator in eval mode over (N, 3, R, R) images on the model's device; returns outputs on the CPU."""
+    param = next(model.parameters())
+    was_training = model.training
+    model.eval()
+    outputs = [
+        model(images[i : i + batch_size].to(param.device, param.dtype), masks[i : i + batch_size].to(param.device, param.dtype)).cpu()
+        for i in range(0, len(images), batch_size)
+    ]
+    model.train(was_training)
+    return torch.cat(outputs)
+
+
+def telea_outputs(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """OpenCV Telea on the same (image, mask) pairs, for the reference row of the validation log."""
+    telea = ClassicInpainter("telea")
+    uint8 = ((images.permute(0, 2, 3, 1).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+    filled = np.stack([telea(image, mask[0].numpy() > 0.5) for image, mask in zip(uint8, masks)])
+    return torch.from_numpy(filled).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def save_grid(path: Path, images: torch.Tensor, masks: torch.Tensor, outputs: torch.Tensor, rows: int = 8) -> None:
+    """A PNG with one row per example: masked input (hole in white), output, ground truth. Written atomically."""
+    masked = torch.where(masks.bool(), torch.ones_like(images), images)
+    columns = [masked[:rows], outputs[:rows], images[:rows]]
+    grid = torch.cat([torch.cat(list(column), dim=1) for column in columns], dim=2)  # (3, rows·H, 3·W)
+    array = ((grid.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    Image.fromarray(array).save(tmp, format="PNG")
+    os.replace(tmp, path)

@@ -1,0 +1,24 @@
+"""Shared fixtures. Tests run on the CPU from a fresh clone; ../shared data is only used when present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED = Path(os.environ.get("HF_FACEINPAINT_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
+
+
+@pytest.fixture(autouse=True)
+def _deterministic() -> None:
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    """The ../shared folder with the real data, or skip when this clone has none beside it."""
+    if not (SHARED / "data").is_dir():
+        pytest.skip("../shared is not present")
+    return SHARED

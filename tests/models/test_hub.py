@@ -1,0 +1,126 @@
+"""Hub packaging: save_pretrained / from_pretrained round trips bit-exactly; bad checkpoints fail clearly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from hf_faceinpaint import CheckpointError, MSLConfig, MSLInpainter
+from hf_faceinpaint.models.registry import load_model, load_pretrained
+
+
+def tiny() -> MSLInpainter:
+    model = MSLInpainter(MSLConfig(resolution=32, widths=(8, 16, 16), discriminator_widths=(8, 16)))
+    # Non-trivial BN statistics, so a round trip that dropped buffers would show.
+    model.train()
+    with torch.no_grad():
+        model(torch.rand(4, 3, 32, 32) * 2 - 1, (torch.rand(4, 1, 32, 32) > 0.7).float())
+    return model.eval()
+
+
+def batch() -> tuple[torch.Tensor, torch.Tensor]:
+    image = torch.rand(2, 3, 32, 32) * 2 - 1
+    mask = torch.zeros(2, 1, 32, 32)
+    mask[..., 8:20, 4:24] = 1
+    return image, mask
+
+
+def test_round_trip_is_bit_identical(tmp_path: Path) -> None:
+    model = tiny()
+    model.save_pretrained(tmp_path / "ckpt")
+    assert {p.name for p in (tmp_path / "ckpt").iterdir()} == {"config.json", "model.safetensors", "README.md"}
+    loaded = MSLInpainter.from_pretrained(tmp_path / "ckpt")
+    assert loaded.config == model.config
+    image, mask = batch()
+    with torch.inference_mode():
+        assert torch.equal(model(image, mask), loaded(image, mask))
+    assert not loaded.training
+
+
+def test_config_json_and_model_card(tmp_path: Path) -> None:
+    model = tiny()
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["widths"] == [8, 16, 16] and config["use_semantic_learning"] is True
+    card = (tmp_path / "README.md").read_text()
+    assert "library_name: hf-faceinpaint" in card
+    assert "pipeline_tag: image-to-image" in card
+    assert "MSLInpainter" in card and f"{sum(p.numel() for p in model.parameters()):,}" in card
+    # Saving again re-renders the card instead of keeping a stale one.
+    model.save_pretrained(tmp_path, model_card_kwargs={"model_name": "renamed-model"})
+    assert "renamed-model" in (tmp_path / "README.md").read_text()
+
+
+def test_load_pretrained_picks_the_class(tmp_path: Path) -> None:
+    tiny().save_pretrained(tmp_path)
+    assert isinstance(load_pretrained(tmp_path), MSLInpainter)
+    assert isinstance(load_model(str(tmp_path)), MSLInpainter)
+
+
+def test_missing_and_unexpected_keys_are_named(tmp_path: Path) -> None:
+    tiny().save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    dropped = sorted(weights)[0]
+    del weights[dropped]
+    weights["extra.weight"] = torch.zeros(1)
+    save_file(weights, tmp_path / "model.safetensors")
+    with pytest.raises(CheckpointError) as err:
+        MSLInpainter.from_pretrained(tmp_path)
+    assert dropped in str(err.value) and "extra.weight" in str(err.value)
+
+
+def test_mismatched_config_names_shapes(tmp_path: Path) -> None:
+    tiny().save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["widths"] = [8, 16, 32]  # a different architecture than the weights
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="mis-shaped keys"):
+        MSLInpainter.from_pretrained(tmp_path)
+
+
+def test_corrupted_weights_file(tmp_path: Path) -> None:
+    tiny().save_pretrained(tmp_path)
+    data = (tmp_path / "model.safetensors").read_bytes()
+    (tmp_path / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="cannot read weights file"):
+        MSLInpainter.from_pretrained(tmp_path)
+
+
+def test_unknown_config_field(tmp_path: Path) -> None:
+    tiny().save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["not_a_field"] = 1
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="does not fit MSLInpainter"):
+        MSLInpainter.from_pretrained(tmp_path)
+
+
+def test_missing_paths(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no model directory"):
+        MSLInpainter.from_pretrained(str(tmp_path / "nope" / "deeper"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="no config.json"):
+        MSLInpainter.from_pretrained(tmp_path / "empty")
+
+
+def test_hub_id_offline_gives_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(OSError, match="offline. Pass a local directory"):
+        MSLInpainter.from_pretrained("some-org/not-cached-model", cache_dir=tmp_path)
+
+
+def test_untrained_preset_is_refused_without_opt_in() -> None:
+    with pytest.raises(ValueError, match="without trained weights"):
+        load_model("msl-tiny-128")
+    assert isinstance(load_model("msl-tiny-128", allow_untrained=True), MSLInpainter)
+
+
+def test_unknown_preset() -> None:
+    with pytest.raises(KeyError, match="available presets"):
+        MSLInpainter.from_preset("msl-9000")

@@ -1,0 +1,165 @@
+"""The command line, in-process through `main` and once as `python -m hf_faceinpaint`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hf_faceinpaint import MSLInpainter
+from hf_faceinpaint.cli import main
+
+
+def _write_pair(folder: Path, stem: str, size: tuple[int, int] = (48, 40), ext: str = ".png") -> tuple[Path, Path]:
+    """A random photo `<stem><ext>` in folder/images and its mask `<stem>.png` in folder/masks; size is (W, H)."""
+    width, height = size
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    (folder / "masks").mkdir(parents=True, exist_ok=True)
+    photo = np.random.default_rng(len(stem)).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    mask = np.zeros((height, width), np.uint8)
+    mask[height // 3 : height // 2, width // 4 : width // 2] = 255
+    image_path, mask_path = folder / "images" / f"{stem}{ext}", folder / "masks" / f"{stem}.png"
+    Image.fromarray(photo).save(image_path)
+    Image.fromarray(mask).save(mask_path)
+    return image_path, mask_path
+
+
+def _assert_one_error_line(capsys: pytest.CaptureFixture[str], status: int, *needles: str) -> None:
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert status == 2
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for needle in needles:
+        assert needle in lines[0]
+    assert "Traceback" not in err
+
+
+def test_inpaint_writes_the_result(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    image, mask = _write_pair(tmp_path, "face")
+    out = tmp_path / "out" / "face.png"
+    assert main(["inpaint", "--image", str(image), "--mask", str(mask), "--out", str(out), "--model", "ns"]) == 0
+    stdout = capsys.readouterr().out
+    assert "method: ns" in stdout and str(out) in stdout
+    result, source = np.asarray(Image.open(out)), np.asarray(Image.open(image))
+    hole = np.asarray(Image.open(mask)) > 0
+    np.testing.assert_array_equal(result[~hole], source[~hole])
+
+
+def test_default_model_says_telea(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    image, mask = _write_pair(tmp_path, "face")
+    assert main(["inpaint", "--image", str(image), "--mask", str(mask), "--out", str(tmp_path / "o.png")]) == 0
+    captured = capsys.readouterr()
+    assert "method: telea (no trained default model ships with this installation)" in captured.out
+    assert "Warning" not in captured.err
+
+
+PROBLEMS = ["missing", "not-an-image", "size-mismatch", "empty-mask", "unknown-model", "preset"]
+
+
+@pytest.mark.parametrize("problem", PROBLEMS)
+def test_bad_inputs_exit_2_with_one_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], problem: str
+) -> None:
+    image, mask = _write_pair(tmp_path, "face")
+    model, needle = "telea", ""
+    if problem == "missing":
+        image, needle = tmp_path / "nope.png", "not found"
+    elif problem == "not-an-image":
+        image.write_text("hello")
+        needle = "not a readable image"
+    elif problem == "size-mismatch":
+        Image.new("L", (10, 10), 255).save(mask)
+        needle = "must match"
+    elif problem == "empty-mask":
+        Image.new("L", (48, 40), 0).save(mask)
+        needle = "no hole pixels"
+    elif problem == "unknown-model":
+        model, needle = "no-such-model", "no-such-model"
+    else:
+        model, needle = "msl-tiny-128", "without trained weights"
+    out = tmp_path / "out.png"
+    status = main(["inpaint", "--image", str(image), "--mask", str(mask), "--out", str(out), "--model", model])
+    _assert_one_error_line(capsys, status, needle)
+    assert not out.exists()
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_unwritable_extension_fails_before_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    image, mask = _write_pair(tmp_path, "face")
+    status = main(["inpaint", "--image", str(image), "--mask", str(mask), "--out", str(tmp_path / "out.xyz")])
+    _assert_one_error_line(capsys, status, "extension")
+    assert "method:" not in capsys.readouterr().out
+
+
+def test_folder_mode_pairs_by_stem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _write_pair(tmp_path, "a", ext=".jpg")
+    _write_pair(tmp_path, "bb", size=(30, 70))
+    out_dir = tmp_path / "results"
+    status = main(
+        ["inpaint", "--image-dir", str(tmp_path / "images"), "--mask-dir", str(tmp_path / "masks"),
+         "--out-dir", str(out_dir), "--model", "telea"]
+    )
+    assert status == 0
+    assert sorted(p.name for p in out_dir.iterdir()) == ["a.png", "bb.png"]
+    assert Image.open(out_dir / "bb.png").size == (30, 70)
+    assert "wrote 2 image(s)" in capsys.readouterr().out
+
+
+def test_folder_mode_names_images_without_mask(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _write_pair(tmp_path, "a")
+    _, orphan = _write_pair(tmp_path, "lonely")
+    orphan.unlink()
+    out_dir = tmp_path / "results"
+    status = main(
+        ["inpaint", "--image-dir", str(tmp_path / "images"), "--mask-dir", str(tmp_path / "masks"),
+         "--out-dir", str(out_dir)]
+    )
+    _assert_one_error_line(capsys, status, "lonely.png")
+    assert not out_dir.exists()
+
+
+def test_mixing_single_and_folder_options_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    image, mask = _write_pair(tmp_path, "face")
+    status = main(["inpaint", "--image", str(image), "--mask", str(mask), "--out-dir", str(tmp_path)])
+    _assert_one_error_line(capsys, status, "either")
+
+
+def test_info_on_a_preset_is_labelled_untrained(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", "--model", "msl-tiny-128"]) == 0
+    out = capsys.readouterr().out
+    assert "UNTRAINED" in out and '"resolution": 128' in out
+    assert "parameters: " in out and "GFLOPs per image (128×128): " in out
+
+
+def test_demo_and_module_entry_point(tmp_path: Path) -> None:
+    out = tmp_path / "demo.png"
+    done = subprocess.run(
+        [sys.executable, "-m", "hf_faceinpaint", "demo", "--out", str(out), "--model", "telea"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "method: telea" in done.stdout
+    assert Image.open(out).size == (512, 512)
+    failed = subprocess.run(
+        [sys.executable, "-m", "hf_faceinpaint", "info", "--model", "no-such-model"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert failed.returncode == 2 and failed.stderr.startswith("error: ") and len(failed.stderr.splitlines()) == 1
+
+
+def test_local_checkpoint_folder_and_a_corrupt_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    image, mask = _write_pair(tmp_path, "face")
+    MSLInpainter.from_preset("msl-tiny-128").save_pretrained(tmp_path / "ckpt")
+    out = tmp_path / "out.png"
+    args = ["inpaint", "--image", str(image), "--mask", str(mask), "--out", str(out), "--model", str(tmp_path / "ckpt")]
+    assert main(args) == 0
+    assert "local directory" in capsys.readouterr().out and out.is_file()
+    weights = tmp_path / "ckpt" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # truncated download
+    out.unlink()
+    _assert_one_error_line(capsys, main(args), "cannot read weights file")
+    assert not out.exists()

@@ -1,0 +1,144 @@
+"""The public `inpaint`: untouched pixels stay bit-identical, crop geometry, batching, dtypes, defaults, ICC."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageCms
+
+from hf_faceinpaint import ClassicInpainter, MSLInpainter
+from hf_faceinpaint.pipeline import crop_box, extract_crop, inpaint, resize_mask, uncrop
+
+
+@pytest.fixture(scope="module")
+def tiny() -> MSLInpainter:
+    torch.manual_seed(0)
+    return MSLInpainter.from_preset("msl-tiny-128").eval()
+
+
+def _photo(height: int, width: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def _hole(height: int, width: int, top: float = 0.4, left: float = 0.3) -> np.ndarray:
+    mask = np.zeros((height, width), bool)
+    y, x = int(top * height), int(left * width)
+    mask[y : y + max(1, height // 6), x : x + max(1, width // 5)] = True
+    mask[min(height - 1, y + height // 4), :: max(1, width // 7)] = True  # scattered single pixels too
+    return mask
+
+
+def _assert_only_hole_changed(result: Image.Image, photo: np.ndarray, mask: np.ndarray) -> None:
+    out = np.asarray(result)
+    assert result.mode == "RGB" and out.shape == photo.shape
+    np.testing.assert_array_equal(out[~mask], photo[~mask])
+
+
+@pytest.mark.parametrize("size", [(301, 517), (1203, 97), (97, 1203), (60, 60), (128, 128), (7, 3)])
+@pytest.mark.parametrize("method", ["telea", "tiny"])
+def test_pixels_outside_the_mask_are_bit_identical(size: tuple[int, int], method: str, tiny: MSLInpainter) -> None:
+    photo, mask = _photo(*size), _hole(*size)
+    result = inpaint(photo, mask, model=tiny if method == "tiny" else method)
+    _assert_only_hole_changed(result, photo, mask)
+    assert (np.asarray(result)[mask] != photo[mask]).any()
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "I;16"])
+def test_input_modes_keep_outside_pixels(tmp_path: Path, mode: str, tiny: MSLInpainter) -> None:
+    photo = _photo(90, 70)
+    if mode == "I;16":  # 16-bit greyscale: x * 257 reads back as x
+        img, expected = Image.fromarray(photo[..., 0].astype(np.uint16) * 257), np.repeat(photo[..., :1], 3, axis=2)
+    else:
+        img = Image.fromarray(photo).convert(mode)
+        expected = np.asarray(img.convert("RGB"))
+    img.save(tmp_path / "x.png")
+    mask = _hole(90, 70)
+    _assert_only_hole_changed(inpaint(tmp_path / "x.png", mask, model=tiny), expected, mask)
+
+
+def test_crop_box_is_square_around_the_hole_and_inside_the_image() -> None:
+    mask = np.zeros((400, 600), bool)
+    mask[100:140, 300:360] = True  # hole 60 wide, 40 high
+    assert crop_box(mask, min_side=0) == (270, 60, 120)  # side 2 × 60, centred on the hole
+    assert crop_box(mask, min_side=240) == (210, 0, 240)  # wider context, shifted down into the image
+    mask[:] = False
+    mask[395:, 590:] = True  # in the corner: the square is pushed back inside
+    assert crop_box(mask, min_side=100) == (500, 300, 100)
+
+
+def test_crop_box_sticks_out_only_along_a_short_axis() -> None:
+    mask = np.zeros((1000, 50), bool)
+    mask[500:530, 10:40] = True
+    left, top, side = crop_box(mask, min_side=30)
+    assert side == 60 and top == 485 and left == -5  # wider than the image: covers it, centred on the hole
+    mask = np.zeros((1000, 50), bool)
+    mask[100:900, 20:30] = True  # tall hole: the side is capped at the image's longer side
+    assert crop_box(mask, min_side=0) == (-475, 0, 1000)
+
+
+def test_extract_crop_reflects_and_uncrop_inverts() -> None:
+    photo = _photo(20, 8)
+    box = (-3, 5, 12)
+    crop = extract_crop(photo, box)
+    assert crop.shape == (12, 12, 3)
+    np.testing.assert_array_equal(crop[:, 3:11], photo[5:17])
+    np.testing.assert_array_equal(crop[:, 2], photo[5:17, 1])  # reflected column
+    np.testing.assert_array_equal(uncrop(photo, crop, box), photo)
+
+
+@pytest.mark.parametrize(("source", "side"), [(300, 128), (60, 128), (128, 128)])
+def test_resize_mask_keeps_every_hole_pixel(source: int, side: int) -> None:
+    mask = np.zeros((source, source), bool)
+    mask[source // 2, source // 3] = True  # a single pixel must survive downscaling
+    small = resize_mask(mask, side)
+    assert small.shape == (side, side) and small.any()
+    y, x = np.nonzero(small)
+    scale = side / source
+    assert y.min() <= (source // 2) * scale <= y.max() + 1 and x.min() <= (source // 3) * scale <= x.max() + 1
+
+
+def test_list_input_matches_one_by_one(tiny: MSLInpainter) -> None:
+    sizes = [(150, 90), (64, 200), (128, 128)]
+    photos = [_photo(*size, seed=i) for i, size in enumerate(sizes)]
+    masks = [_hole(*size) for size in sizes]
+    batched = inpaint(photos, masks, model=tiny, batch_size=2)
+    assert isinstance(batched, list) and len(batched) == 3
+    for photo, mask, result in zip(photos, masks, batched):
+        single = np.asarray(inpaint(photo, mask, model=tiny)).astype(int)
+        assert np.abs(np.asarray(result).astype(int) - single).max() <= 1  # float reduction order only
+
+
+def test_mismatched_lists_are_rejected(tiny: MSLInpainter) -> None:
+    with pytest.raises(ValueError, match="same length"):
+        inpaint([_photo(10, 10)], [_hole(10, 10)] * 2, model=tiny)
+    with pytest.raises(ValueError, match="same length"):
+        inpaint([_photo(10, 10)], _hole(10, 10), model=tiny)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_dtype_selection(dtype: torch.dtype) -> None:
+    model = MSLInpainter.from_preset("msl-tiny-128")
+    photo, mask = _photo(100, 80), _hole(100, 80)
+    result = inpaint(photo, mask, model=model, dtype=dtype)
+    assert next(model.parameters()).dtype == dtype and not model.training
+    _assert_only_hole_changed(result, photo, mask)
+
+
+def test_default_model_warns_and_uses_telea() -> None:
+    photo, mask = _photo(40, 50), _hole(40, 50)
+    with pytest.warns(UserWarning, match="Telea"):
+        result = inpaint(photo, mask)
+    expected = ClassicInpainter("telea")(photo, mask)
+    np.testing.assert_array_equal(np.asarray(result), expected)
+
+
+@pytest.mark.parametrize("method", ["telea", "tiny"])
+def test_icc_profile_is_carried(tmp_path: Path, method: str, tiny: MSLInpainter) -> None:
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(_photo(50, 40)).save(tmp_path / "x.png", icc_profile=icc)
+    result = inpaint(tmp_path / "x.png", _hole(50, 40), model=tiny if method == "tiny" else method)
+    assert result.info["icc_profile"] == icc
+    assert "icc_profile" not in inpaint(_photo(50, 40), _hole(50, 40), model="telea").info

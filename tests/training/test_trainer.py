@@ -1,0 +1,138 @@
+"""The training loop in one process: artefacts, exact resume, the NaN guard, bad-image counting and clear errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import urllib.error
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hf_faceinpaint import MSLInpainter
+from hf_faceinpaint.training import TrainingDiverged, main, parse_config, train
+
+
+def flags(face_folder: Path, vgg_file: Path, output_dir: Path, **overrides: object) -> list[str]:
+    settings = {
+        "model": "msl-tiny-128", "resolution": 32, "dataset": face_folder, "val-dataset": face_folder,
+        "val-count": 4, "output-dir": output_dir, "max-steps": 4, "batch-size": 2, "vgg-weights": vgg_file,
+        "checkpoint-every": 2, "log-every": 1, "sample-every": 2, "val-every": 2, "shuffle-buffer": 8, "seed": 3,
+    }
+    settings.update({key.replace("_", "-"): value for key, value in overrides.items()})
+    return [item for key, value in settings.items() if value is not None for item in (f"--{key}", str(value))]
+
+
+def loss_records(output_dir: Path) -> dict[int, dict]:
+    lines = (output_dir / "metrics.jsonl").read_text().splitlines()
+    return {r["step"]: r for r in map(json.loads, lines) if "loss/g" in r}
+
+
+def test_run_writes_everything(tmp_path: Path, face_folder: Path, vgg_file: Path) -> None:
+    result = train(parse_config(flags(face_folder, vgg_file, tmp_path / "run")))
+    run = tmp_path / "run"
+    assert result.final_dir == run / "final"
+    model = MSLInpainter.from_pretrained(result.final_dir)
+    assert model.config.resolution == 32
+    assert "Trained with `train.py` from the `msl-tiny-128` preset for 4 steps" in (result.final_dir / "README.md").read_text()
+    assert [p.name for p in sorted((run / "checkpoints").iterdir())] == ["step-00000002", "step-00000004"]
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step-00000002.png", "step-00000004.png"]
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert "val/telea_psnr" in records[0] and any("val/psnr" in r for r in records)
+    assert sorted(loss_records(run)) == [1, 2, 3, 4]
+    assert list(run.rglob("events.out.tfevents.*")), "no tensorboard log"
+    assert not list(run.rglob("*.tmp-*")) and not list(run.rglob(".tmp-*")), "temporary files left behind"
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path: Path, face_folder: Path, vgg_file: Path) -> None:
+    train(parse_config(flags(face_folder, vgg_file, tmp_path / "straight", max_steps=6)))
+    train(parse_config(flags(face_folder, vgg_file, tmp_path / "split", max_steps=4)))
+    shutil.rmtree(tmp_path / "split" / "checkpoints" / "step-00000004")  # resume from the middle of an epoch
+    train(parse_config(flags(face_folder, vgg_file, tmp_path / "split", max_steps=6, resume="latest")))
+    straight, split = loss_records(tmp_path / "straight"), loss_records(tmp_path / "split")
+    for step in (3, 4, 5, 6):
+        assert split[step] == straight[step], f"step {step} differs after resuming"
+    a, b = load_file(tmp_path / "straight" / "final" / "model.safetensors"), load_file(tmp_path / "split" / "final" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(
+    tmp_path: Path, face_folder: Path, vgg_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hf_faceinpaint.training import trainer
+
+    calls = {"n": 0}
+    real_l1 = trainer.l1_loss
+
+    def l1_that_breaks(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        return real_l1(pred, target) * (float("nan") if calls["n"] == 3 else 1.0)
+
+    monkeypatch.setattr(trainer, "l1_loss", l1_that_breaks)
+    with pytest.raises(TrainingDiverged, match=r"non-finite loss \(g_loss, rec\) at step 2.*step-00000002"):
+        train(parse_config(flags(face_folder, vgg_file, tmp_path / "run", max_steps=6)))
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["step-00000002"]
+    assert not (tmp_path / "run" / "final").exists()
+
+
+def test_bad_images_are_skipped_and_counted(tmp_path: Path, face_folder: Path, vgg_file: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for good in sorted(face_folder.iterdir())[:4]:
+        shutil.copy(good, data)
+    (data / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    (data / "empty.jpg").write_bytes(b"")
+    # 4 good images at batch 2 make an epoch of 2 steps; by step 3 the stream has passed every file once (2 bad),
+    # and the second pass may have met one or both bad files again before its first batch.
+    train(parse_config(flags(data, vgg_file, tmp_path / "run", max_steps=3, val_dataset=face_folder)))
+    records = loss_records(tmp_path / "run")
+    assert records[3]["data/epoch"] == 1
+    assert 2 <= records[3]["data/bad_images"] <= 4
+
+
+def test_config_file_with_flag_override(tmp_path: Path, face_folder: Path, vgg_file: Path) -> None:
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(f"dataset: {face_folder}\nvgg-weights: {vgg_file}\nlr_g: 2e-4\nmax_steps: 9\nresolution: 32\n")
+    config = parse_config(["--config", str(settings), "--output-dir", str(tmp_path), "--max-steps", "3"])
+    assert (config.lr_g, config.max_steps, config.dataset) == (2e-4, 3, str(face_folder))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"model": "msl-9000"}, "unknown --model 'msl-9000'"),
+        ({"max_steps": 0}, "--max-steps must be positive"),
+        ({"vgg_weights": "/nonexistent/vgg.pth"}, "--vgg-weights file /nonexistent/vgg.pth does not exist"),
+        ({"dataset": "/nonexistent/faces"}, "is neither an image folder"),
+        ({"dataset": "/nonexistent/*.parquet"}, "no Parquet files match"),
+        ({"mixed_precision": "fp8"}, "--mixed-precision must be"),
+        ({"resolution": 36}, "not a multiple of 8"),
+    ],
+)
+def test_bad_settings_exit_with_a_clear_error(
+    tmp_path: Path, face_folder: Path, vgg_file: Path, capsys: pytest.CaptureFixture, overrides: dict, message: str
+) -> None:
+    assert main(flags(face_folder, vgg_file, tmp_path / "run", **overrides)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+
+
+def test_missing_vgg_weights_offline(
+    tmp_path: Path, face_folder: Path, vgg_file: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def offline(*args: object, **kwargs: object) -> None:
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    argv = [a for a in flags(face_folder, vgg_file, tmp_path / "run") if a not in ("--vgg-weights", str(vgg_file))]
+    assert main(argv) == 2
+    assert "pass a weights file" in capsys.readouterr().err
+
+
+def test_unknown_config_file_setting(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({"dataset": "x", "learning_rate": 1}))
+    assert main(["--config", str(settings)]) == 2
+    assert "unknown settings: learning_rate" in capsys.readouterr().err
