@@ -1,6 +1,6 @@
 """Inference cost per preset: parameters, GFLOPs, median ms per image at batch 1 and 8, next to OpenCV Telea and NS.
 
-    python benchmarks/bench_inference.py [--repeats 5] [--device cpu|cuda] [--presets msl-tiny-128,msl-256]
+    python benchmarks/bench_inference.py [--repeats 5] [--device cpu|cuda] [--presets msl-tiny-128,twostage-tiny-128]
 
 Images: the CelebA-HQ eval set from ../shared (or $HF_FACEINPAINT_SHARED) when present, else the bundled example.
 Masks: NVIDIA irregular test masks (20-30% bucket) when present, else a fixed rectangle. Networks are timed on the
@@ -21,8 +21,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from hf_faceinpaint import ClassicInpainter, MSLInpainter, list_presets
+from hf_faceinpaint import ClassicInpainter, list_presets
 from hf_faceinpaint.images import example_image_path
+from hf_faceinpaint.models.registry import from_preset, preset_config
 from hf_faceinpaint.profiling import count_parameters, gflops_per_image
 
 SHARED = Path(os.environ.get("HF_FACEINPAINT_SHARED", Path(__file__).resolve().parents[2] / "shared"))
@@ -55,7 +56,7 @@ def median_ms(fn, repeats: int, sync=lambda: None) -> float:
 
 
 def bench_network(name: str, device: torch.device, repeats: int) -> dict[str, str]:
-    model = MSLInpainter.from_preset(name).eval().to(device)
+    model = from_preset(name).eval().to(device)
     resolution = model.config.resolution
     images, masks = load_inputs(resolution, 8)
     image = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1).to(device)  # (8, 3, H, W)
@@ -99,7 +100,7 @@ def main() -> None:
     device = torch.device(args.device)
     names = [n for n in args.presets.split(",") if n]
     rows = [bench_network(name, device, args.repeats) for name in names]
-    resolutions = sorted({MSLInpainter.from_preset(n).config.resolution for n in names})
+    resolutions = sorted({preset_config(n).resolution for n in names})
     rows += [bench_classic(method, res, args.repeats) for res in resolutions for method in ("telea", "ns")]
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "none"
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "

@@ -7,6 +7,8 @@ from .models import (
     MSLConfig,
     MSLInpainter,
     PatchDiscriminator,
+    TwoStageConfig,
+    TwoStageInpainter,
     list_presets,
     load_model,
 )
@@ -21,6 +23,8 @@ __all__ = [
     "MSLConfig",
     "MSLInpainter",
     "PatchDiscriminator",
+    "TwoStageConfig",
+    "TwoStageInpainter",
     "__version__",
     "inpaint",
     "list_presets",

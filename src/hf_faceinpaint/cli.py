@@ -1,4 +1,4 @@
-"""Command line: `hf-faceinpaint inpaint | demo | info` (also `python -m hf_faceinpaint`)."""
+"""Command line: `hf-faceinpaint inpaint | demo | info | evaluate` (also `python -m hf_faceinpaint`)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ import warnings
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
 from PIL import Image
 from tqdm import tqdm
 
 from . import __version__
+from .devices import parse_device
+from .evaluation.command import add_evaluate_command
 from .images import example_image_path, example_mask_path, image_format, save_image
 from .models.classic import CLASSIC_METHODS, ClassicInpainter
 from .models.hub import CheckpointError
@@ -56,23 +57,10 @@ def _method_name(spec: str | None, model: Inpainter) -> str:
 
 def _resolve(spec: str | None, device: str | None, allow_untrained: bool = False) -> Inpainter:
     """`load_model` with the CLI's checks: a usable device, and the no-default warning folded into the output."""
-    torch_device = None if device is None else _check_device(device)
+    torch_device = None if device is None else parse_device(device)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="no trained default model")  # the printed method line says it
         return load_model(spec, device=torch_device, allow_untrained=allow_untrained)
-
-
-def _check_device(name: str) -> torch.device:
-    """Parse a `--device` value and check that this machine has it."""
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise ValueError(f"invalid device {name!r}: {err}") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available on this machine")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {name!r} requested but MPS is not available on this machine")
-    return device
 
 
 def _pair_folders(image_dir: Path, mask_dir: Path) -> list[tuple[Path, Path]]:
@@ -146,7 +134,7 @@ def _run_info(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of `hf-faceinpaint` with its `inpaint`, `demo` and `info` sub-commands."""
+    """The argument parser of `hf-faceinpaint` with its `inpaint`, `demo`, `info` and `evaluate` sub-commands."""
     parser = argparse.ArgumentParser(prog="hf-faceinpaint", description="Face-image inpainting.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -175,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
         presets = "; info also takes preset names (untrained)" if sub is info else ""
         sub.add_argument("--model", default=None, help=model_help + presets)
         sub.add_argument("--device", default=None, help="torch device for neural models, e.g. cpu or cuda")
+    add_evaluate_command(commands)
     return parser
 
 

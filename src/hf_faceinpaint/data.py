@@ -170,8 +170,8 @@ def train_batches(
 ) -> Iterator[tuple[int, int, torch.Tensor, int]]:
     """Endless training batches for one process: `(epoch, batches_done_in_epoch, images, skipped_bad_images)`.
 
-    Every pass re-shuffles the stream with `set_epoch(epoch)` (buffer of `shuffle_buffer` rows, same seed on every
-    process) and then shards it with `split_dataset_by_node`, so each process sees a disjoint part. The DataLoader is
+    The stream is sharded with `split_dataset_by_node`, so each process sees a disjoint part, and every pass
+    re-shuffles it with `set_epoch(epoch)` (buffer of `shuffle_buffer` rows, same seed on every process). The DataLoader is
     deliberately not passed through `accelerator.prepare`, which would shard a second time. To resume, pass the
     epoch and the number of batches already consumed in it: the pass is replayed and those batches are skipped,
     which reproduces the stream exactly.
@@ -179,11 +179,18 @@ def train_batches(
     from datasets.distributed import split_dataset_by_node
 
     while True:
-        shuffled = dataset.shuffle(seed=seed, buffer_size=shuffle_buffer)
-        shuffled.set_epoch(epoch)
-        shard = split_dataset_by_node(shuffled, rank=rank, world_size=world_size)
+        # Split first, then shuffle: split_dataset_by_node returns a dataset without the shuffling settings, so
+        # splitting a shuffled dataset would make set_epoch a no-op and replay the same order every pass.
+        # Shuffling uses the same seed on every process, so the shard order agrees and the shards stay disjoint.
+        shard = split_dataset_by_node(dataset, rank=rank, world_size=world_size).shuffle(
+            seed=seed, buffer_size=shuffle_buffer
+        )
+        shard.set_epoch(epoch)
+        # A private generator: creating the iterator draws a seed from it, not from torch's global RNG, so the
+        # training RNG (e.g. WGAN-GP interpolation) does not depend on when the stream starts a pass or resumes.
         loader = torch.utils.data.DataLoader(
-            FaceStream(shard, image_column, resolution), batch_size=batch_size, num_workers=num_workers, drop_last=True
+            FaceStream(shard, image_column, resolution), batch_size=batch_size, num_workers=num_workers,
+            drop_last=True, generator=torch.Generator().manual_seed(seed + epoch),
         )
         done = 0
         for images, skipped in loader:

@@ -65,7 +65,8 @@ class PerceptualStyleLoss(nn.Module):
         with torch.no_grad():
             target_features = self.vgg(target, taps=self.taps)
         pred_features = self.vgg(pred, taps=self.taps)
-        perceptual = sum(l1_loss(p, t) for p, t in zip(pred_features, target_features))
+        # Compare in fp32: under bf16 autocast the features are bf16, too coarse for a mean of small differences.
+        perceptual = sum(l1_loss(p.float(), t.float()) for p, t in zip(pred_features, target_features))
         style = sum(l1_loss(gram_matrix(p), gram_matrix(t)) for p, t in zip(pred_features, target_features))
         return perceptual, style
 
@@ -97,9 +98,10 @@ def generator_loss(kind: str, fake_logits: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"unknown adversarial loss {kind!r}; expected one of {ADVERSARIAL_KINDS}")
 
 
-def interpolate(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """WGAN-GP's random points x̂ = α·real + (1 − α)·fake, one α per image, ready for a gradient w.r.t. x̂."""
-    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
+def interpolate(real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """WGAN-GP's random points x̂ = α·real + (1 − α)·fake, one α per image, ready for a gradient w.r.t. x̂.
+    α is drawn from `generator` when given (on real's device), else from torch's global generator."""
+    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype, generator=generator)
     return (alpha * real.detach() + (1.0 - alpha) * fake.detach()).requires_grad_(True)
 
 
@@ -113,3 +115,116 @@ def gradient_penalty(mixed_logits: torch.Tensor, mixed: torch.Tensor) -> torch.T
     """
     (grad,) = torch.autograd.grad(mixed_logits.sum(), mixed, create_graph=True)
     return (grad.flatten(1).norm(dim=1) - 1.0).square().mean()
+
+
+# ---- Two-stage model (paper sections 3.2 and 4.4) ----------------------------------------------------------------
+
+
+@dataclass
+class StructureLossWeights:
+    """Weights of the structure stage's loss, L_S = L2 + 0.8 LPIPS + 0.1 L_ID + 6 L_hole + L_valid (the defaults).
+
+    Args:
+        l2: Mean squared error over the whole image.
+        lpips: LPIPS perceptual distance.
+        id: Identity loss 1 − cos(R(gt), R(out)) with an ArcFace network R.
+        hole: L1 inside the hole.
+        valid: L1 outside the hole.
+    """
+
+    l2: float = 1.0
+    lpips: float = 0.8
+    id: float = 0.1
+    hole: float = 6.0
+    valid: float = 1.0
+
+
+def hole_valid_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L_hole, L_valid): L1 inside and outside the hole, each a sum over its pixels divided by all C·H·W entries
+    (Liu et al.'s partial-convolution losses, where the weight 6 on L_hole comes from). mask: (B, 1, H, W), 1 = hole."""
+    error = (pred - target).abs()  # (B, 3, H, W)
+    return (mask * error).mean(), ((1.0 - mask) * error).mean()
+
+
+class IdentityLoss(nn.Module):
+    """L_ID = 1 − <R(gt), R(out)>, with R a frozen ArcFace network returning unit embeddings (pSp's IDLoss).
+
+    As in pSp, images are brought to 256² (adaptive average pooling), the face region [35:223, 32:220] of an
+    FFHQ-aligned 256² face is cropped, and pooled to ArcFace's 112² input.
+
+    Args:
+        arcface: Frozen face-recognition network: (B, 3, 112, 112) in [-1, 1] -> (B, E) unit vectors.
+    """
+
+    def __init__(self, arcface: nn.Module) -> None:
+        super().__init__()
+        self.arcface = arcface.requires_grad_(False).eval()
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """images: (B, 3, H, W) in [-1, 1] -> (B, E)."""
+        faces = F.adaptive_avg_pool2d(images, 256)[:, :, 35:223, 32:220]  # (B, 3, 188, 188): pSp's face crop
+        return self.arcface(F.adaptive_avg_pool2d(faces, 112))
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target_embedding = self.embed(target)
+        return (1.0 - (self.embed(pred) * target_embedding).sum(dim=1)).mean()
+
+
+class StructureLoss(nn.Module):
+    """The structure stage's loss L_S (paper section 3.2), on the raw stage-1 image.
+
+    Args:
+        weights: The five weights.
+        lpips: An LPIPS module taking images in [0, 1] and returning per-image distances (`metrics.LPIPS`);
+            required when `weights.lpips` > 0.
+        identity: An `IdentityLoss`; required when `weights.id` > 0.
+
+    Raises:
+        ValueError: A term has a positive weight but no network to compute it.
+    """
+
+    def __init__(
+        self, weights: StructureLossWeights, lpips: nn.Module | None = None, identity: IdentityLoss | None = None
+    ) -> None:
+        super().__init__()
+        if weights.lpips > 0 and lpips is None:
+            raise ValueError("the LPIPS term (weight > 0) needs an LPIPS network")
+        if weights.id > 0 and identity is None:
+            raise ValueError(
+                "the identity term L_ID (weight > 0) needs ArcFace IR-SE50 weights (e.g. pSp's model_ir_se50.pth, "
+                "--id-weights); set its weight to 0 (--w-id 0) to train without it"
+            )
+        self.weights, self.lpips, self.identity = weights, lpips, identity
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """pred, target: (B, 3, H, W) in [-1, 1]; mask: (B, 1, H, W), 1 = hole. Returns every term and "total"."""
+        terms = {"l2": F.mse_loss(pred, target)}
+        terms["hole"], terms["valid"] = hole_valid_l1(pred, target, mask)
+        if self.lpips is not None:
+            terms["lpips"] = self.lpips((pred + 1) / 2, (target + 1) / 2).mean()
+        if self.identity is not None:
+            terms["id"] = self.identity(pred, target)
+        terms["total"] = sum(getattr(self.weights, name) * value for name, value in terms.items())
+        return terms
+
+
+class PerceptualL2Loss(nn.Module):
+    """The texture stage's perceptual loss L_perc = Σ_taps mean((P(gt) − P(out))²) on VGG16 activations (paper
+    section 4.4 writes an L2 norm; the taps, pool1-pool3, are the ones the MSL loss uses).
+
+    Args:
+        vgg: A frozen VGG16 feature extractor taking RGB in [-1, 1] (`models.vgg.VGG16Features`).
+        taps: The tap points.
+    """
+
+    def __init__(self, vgg: nn.Module, taps: tuple[str, ...] = ("pool1", "pool2", "pool3")) -> None:
+        super().__init__()
+        self.vgg, self.taps = vgg, taps
+        self.vgg.requires_grad_(False).eval()
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target_features = self.vgg(target, taps=self.taps)
+        pred_features = self.vgg(pred, taps=self.taps)
+        return sum(F.mse_loss(p.float(), t.float()) for p, t in zip(pred_features, target_features))

@@ -266,10 +266,10 @@ def test_module_rate2_retrieves_duplicated_block() -> None:
     shift = 14  # even, so the 2×2 pooled copy equals the pooled source exactly
     g = torch.Generator().manual_seed(3)
     features = torch.randn(1, 6, 32, 32, generator=g, dtype=torch.float64)
-    features[..., 16:30, 16:30] = features[..., 2:16, 2:16]
+    features[..., 16:30, 16:30] = features[..., 16 - shift : 30 - shift, 16 - shift : 30 - shift]
     mask = _mask((32, 32), (16, 30, 16, 30))
     out = ContextualAttention(softmax_scale=1e3, rate=2)(features, mask)
-    torch.testing.assert_close(out[..., 20:26, 20:26], features[..., 6:12, 6:12], atol=1e-4, rtol=0)
+    torch.testing.assert_close(out[..., 20:26, 20:26], features[..., 20 - shift : 26 - shift, 20 - shift : 26 - shift], atol=1e-4, rtol=0)
 
 
 @pytest.mark.parametrize("rate", [1, 2])

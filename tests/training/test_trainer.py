@@ -136,3 +136,21 @@ def test_unknown_config_file_setting(tmp_path: Path, capsys: pytest.CaptureFixtu
     settings.write_text(json.dumps({"dataset": "x", "learning_rate": 1}))
     assert main(["--config", str(settings)]) == 2
     assert "unknown settings: learning_rate" in capsys.readouterr().err
+
+
+def test_ema_decay_warms_up() -> None:
+    """min(decay, (1 + n) / (10 + n)): early updates move the average quickly, later ones by 1 - decay."""
+    from hf_faceinpaint.training.checkpoint import ema_model
+
+    model = torch.nn.Linear(1, 1, bias=False)
+    model.weight.data.fill_(1.0)
+    ema = ema_model(model, decay=0.999)
+    ema.update_parameters(model)  # the first update copies the weights
+    model.weight.data.fill_(2.0)
+    ema.update_parameters(model)  # n = 1: rate 2/11
+    assert ema.module.weight.item() == pytest.approx(2 / 11 * 1.0 + 9 / 11 * 2.0)
+    ema.n_averaged.fill_(100_000)
+    before = ema.module.weight.item()
+    model.weight.data.fill_(0.0)
+    ema.update_parameters(model)  # n large: rate capped at the decay
+    assert ema.module.weight.item() == pytest.approx(0.999 * before)

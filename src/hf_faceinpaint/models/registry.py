@@ -15,7 +15,9 @@ import torch
 from torch import nn
 
 from .classic import CLASSIC_METHODS, ClassicInpainter
+from .hub import _REPO_ID, CONFIG_NAME
 from .msl import MSLConfig, MSLInpainter
+from .twostage import TwoStageConfig, TwoStageInpainter
 
 Inpainter = Union[nn.Module, ClassicInpainter]
 
@@ -31,6 +33,20 @@ PRESETS: dict[str, Any] = {
     "msl-tiny-128": MSLConfig(
         resolution=128, widths=(16, 32, 64, 64), convs_per_level=0, se_reduction=4, discriminator_widths=(32, 64, 128, 128)
     ),
+    # Two-stage paper's setting: 256² images, pSp (IR-SE-50) into a 1024² StyleGAN2 config F (18 styles, the paper's
+    # count; FFHQ weights such as pSp's stylegan2-ffhq-config-f.pt plug in), attention scores from layers 4-6.
+    "twostage-256": TwoStageConfig(),
+    # Paper Table 2, variant 1: the texture generator alone, attention scores from layer 6 only.
+    "twostage-256-variant1": TwoStageConfig(use_structure_stage=False, attention_layers=(6,)),
+    # Paper Table 2, variant 2: both stages, attention scores from layer 6 only.
+    "twostage-256-variant2": TwoStageConfig(attention_layers=(6,)),
+    # Small enough to train both stages on a CPU: 128², a 128² StyleGAN2 (12 styles) with few channels, a 5-unit
+    # IR-SE encoder; attention scores on a 16² map.
+    "twostage-tiny-128": TwoStageConfig(
+        resolution=128, stylegan_resolution=0, stylegan_style_dim=128, stylegan_n_mlp=4, stylegan_channel_base=2048,
+        stylegan_channel_max=128, encoder_widths=(16, 32, 64, 128), encoder_units=(1, 1, 2, 1),
+        texture_widths=(16, 32, 64, 64), discriminator_widths=(32, 64, 128, 128),
+    ),
 }
 
 # Trained checkpoints that ship as package data: name -> folder under hf_faceinpaint/weights/.
@@ -38,7 +54,7 @@ SHIPPED: dict[str, str] = {"msl-face": "msl-face"}
 DEFAULT_MODEL = "msl-face"
 
 # Model class -> its config dataclass; `load_pretrained` picks the class whose config fields a config.json has.
-MODEL_CLASSES: dict[type, type] = {MSLInpainter: MSLConfig}
+MODEL_CLASSES: dict[type, type] = {MSLInpainter: MSLConfig, TwoStageInpainter: TwoStageConfig}
 
 
 def list_presets() -> list[str]:
@@ -51,6 +67,13 @@ def preset_config(name: str) -> Any:
     if name not in PRESETS:
         raise KeyError(f"unknown preset {name!r}; available presets: {', '.join(list_presets())}")
     return copy.deepcopy(PRESETS[name])
+
+
+def from_preset(name: str) -> nn.Module:
+    """A freshly initialised (untrained) model of the preset's family, e.g. `TwoStageInpainter` for "twostage-256"."""
+    config = preset_config(name)
+    cls = next(cls for cls, config_type in MODEL_CLASSES.items() if isinstance(config, config_type))
+    return cls(config)
 
 
 def shipped_checkpoint(name: str) -> Path | None:
@@ -70,12 +93,29 @@ def model_class_for(config: dict[str, Any]) -> type:
 
 
 def load_pretrained(path_or_repo: str | os.PathLike) -> nn.Module:
-    """Load a directory written by `save_pretrained` (or a Hub repo id) with the right model class."""
-    path = Path(path_or_repo)
-    if path.is_dir() and (path / "config.json").is_file():
-        cls = model_class_for(json.loads((path / "config.json").read_text(encoding="utf-8")))
-        return cls.from_pretrained(path)
-    return MSLInpainter.from_pretrained(str(path_or_repo))
+    """Load a directory written by `save_pretrained` (or a Hub repo id) with the class its config.json names."""
+    name = os.fspath(path_or_repo)
+    if os.path.isdir(name):
+        folder: Path | None = Path(name)
+    else:
+        folder = _hub_config_folder(name) if not os.path.exists(name) and _REPO_ID.match(name) else None
+    if folder is None or not (folder / CONFIG_NAME).is_file():
+        # No config to choose a class by: from_pretrained raises the same clear error for every class
+        # (a file instead of a folder, no config.json, not a repo id, offline).
+        return MSLInpainter.from_pretrained(name)
+    cls = model_class_for(json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8")))
+    return cls.from_pretrained(name)
+
+
+def _hub_config_folder(repo_id: str) -> Path | None:
+    """The local folder holding a Hub repo's config.json (downloaded or cached), or None if it cannot be had."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    try:
+        return Path(hf_hub_download(repo_id=repo_id, filename=CONFIG_NAME)).parent
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError, ConnectionError, ValueError):
+        return None
 
 
 def load_model(
@@ -123,7 +163,7 @@ def load_model(
                     f"preset {name!r} is an architecture without trained weights; pass a trained checkpoint "
                     f"(a save_pretrained folder or Hub repo id), '{DEFAULT_MODEL}', 'telea' or 'ns'"
                 )
-            model = MSLInpainter.from_preset(name)
+            model = from_preset(name)
         else:
             model = load_pretrained(name)
     model.eval()

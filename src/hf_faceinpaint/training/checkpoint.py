@@ -77,7 +77,16 @@ def load_checkpoint(accelerator, folder: Path, ema: nn.Module) -> dict[str, Any]
 
 
 def ema_model(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
-    """Exponential moving average of a model's parameters and buffers (BN statistics included)."""
-    return torch.optim.swa_utils.AveragedModel(
-        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True
-    )
+    """Exponential moving average of a model's parameters and buffers (BN statistics included).
+
+    The decay warms up as min(decay, (1 + n) / (10 + n)) after n updates (TensorFlow's ExponentialMovingAverage
+    with num_updates): a fixed 0.999 would leave the average at 0.999^500 ≈ 61 % initial weights after 500 steps.
+    n is the AveragedModel's `n_averaged` buffer, saved and restored with the checkpoint.
+    """
+
+    def average(averaged: torch.Tensor, current: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+        rate = min(decay, (1.0 + float(count)) / (10.0 + float(count)))
+        # rate·averaged + (1 − rate)·current, written so that it is exact where the two are equal (frozen weights).
+        return averaged + (1.0 - rate) * (current - averaged)
+
+    return torch.optim.swa_utils.AveragedModel(model, avg_fn=average, use_buffers=True)

@@ -21,15 +21,27 @@ class TrainConfig:
 
     Args:
         model: Preset name of the generator to train (see `hf_faceinpaint.list_presets()`).
+        stage: Two-stage presets only: 1 trains the structure stage (pSp encoder into the frozen StyleGAN2),
+            2 the texture stage (the structure stage frozen). 0 for MSL presets.
         resolution: Train the preset's architecture at this image size instead of its own (0 = the preset's).
         dataset: Training images: Hub dataset id, Parquet file/glob, image folder or .txt file list.
         output_dir: Where checkpoints, logs, sample grids and the final model go.
         max_steps: Number of optimizer steps (of both D and G) to train for.
-        batch_size: Images per process per micro-step (the paper uses 8).
+        batch_size: Images per process per micro-step (MSL paper: 8; two-stage paper, the default for its
+            presets: 2 in stage 1, 1 in stage 2).
         vgg_weights: VGG16 weights file (torchvision `features.N` keys) for the perceptual and style losses;
             None downloads torchvision's ImageNet VGG16 when online.
         vgg_normalization: Input convention of those weights: "imagenet" (torchvision) or "caffe" (BGR, 0-255,
             mean-subtracted; the HED stand-in in ../shared/weights/vgg16_hed).
+        stylegan_weights: Stage 1: pretrained StyleGAN2 generator, a rosinality .pt, an NVlabs .pkl or a .safetensors
+            from `save_stylegan2`; its architecture replaces the preset's. None = a random generator (pipeline checks
+            only; it is frozen, so stage 1 cannot learn faces without pretrained weights).
+        id_weights: Stage 1: ArcFace IR-SE50 weights for the identity loss (pSp's model_ir_se50.pth); required when
+            w_id > 0.
+        lpips_weights: Stage 1: LPIPS v0.1 VGG linear heads (vgg.pth); None finds them in an installed `lpips`
+            package. The backbone is the VGG16 of --vgg-weights.
+        stage1_checkpoint: Stage 2: the save_pretrained folder of a stage-1 run (its `final`); the model starts from it
+            and its structure stage stays frozen. Required when the preset has a structure stage.
         image_column: Column holding the images (Hub / Parquet datasets).
         dataset_split: Split to stream from a Hub training dataset.
         val_dataset: Validation images (same kinds of spec); never carved from the training stream.
@@ -37,18 +49,28 @@ class TrainConfig:
         val_count: Number of validation images (the first ones, in order) with fixed seeded masks.
         shuffle_buffer: Size of the streaming shuffle buffer.
         num_workers: DataLoader worker processes per training process.
-        mask_kind: Training masks: "irregular", "square" or "mixed".
+        mask_kind: Training masks: "irregular", "square" or "mixed" (two-stage default: square, as in its paper).
         mask_buckets: Hole-ratio buckets to draw irregular masks from, e.g. "10-20,20-30"; empty = untargeted.
-        lr_g: Adam learning rate of the generator.
+        lr_g: Adam learning rate of the generator (two-stage default: 1e-3 in stage 1, 1e-4 in stage 2).
         lr_d: Adam learning rate of the discriminator.
-        beta1: Adam β1 (β2 is 0.999).
+        beta1: Adam β1 (β2 is 0.999; two-stage stage 1 default: 0.9, pSp's Adam).
         grad_accum: Micro-steps accumulated per optimizer step.
         adversarial: "nsgan" (the paper's eq. 10), "hinge" or "wgan-gp".
         w_rec: λ_rec of eq. 12.
         w_perc: λ_perc of eq. 12.
         w_style: λ_style of eq. 12.
         w_adv: λ_adv of eq. 12.
-        w_gp: Gradient-penalty weight for "wgan-gp".
+        w_gp: Gradient-penalty weight for "wgan-gp" (also the two-stage texture critic's).
+        w_l2: Two-stage stage 1, L_S: weight of the L2 (mean squared error) term.
+        w_lpips: Stage 1: weight of LPIPS.
+        w_id: Stage 1: weight of the ArcFace identity loss; 0 trains without --id-weights.
+        w_hole: Stage 1: weight of the L1 inside the hole.
+        w_valid: Stage 1: weight of the L1 outside the hole.
+        w_tex_l1: Stage 2, L_T: weight of the L1 term.
+        w_tex_perc: Stage 2: weight of the VGG16 perceptual (L2) term.
+        w_tex_adv: Stage 2: weight of the WGAN-GP adversarial term (the critic is always WGAN-GP in stage 2).
+        lr_decay: Stage 2: learning rates are multiplied by this every `lr_decay_every` steps (paper: 0.96).
+        lr_decay_every: Stage 2: steps between learning-rate decays (paper: 100000).
         ema_decay: Decay of the exponential moving average of the generator's weights.
         mixed_precision: "no", "bf16" or "fp16".
         seed: Seed of the shuffle, masks, flips and initial weights.
@@ -63,6 +85,7 @@ class TrainConfig:
     """
 
     model: str = "msl-tiny-128"
+    stage: int = 0
     resolution: int = 0
     dataset: str = ""
     output_dir: str = ""
@@ -70,6 +93,10 @@ class TrainConfig:
     batch_size: int = 8
     vgg_weights: Optional[str] = None
     vgg_normalization: str = "imagenet"
+    stylegan_weights: Optional[str] = None
+    id_weights: Optional[str] = None
+    lpips_weights: Optional[str] = None
+    stage1_checkpoint: Optional[str] = None
     image_column: str = "image"
     dataset_split: str = "train"
     val_dataset: Optional[str] = None
@@ -89,6 +116,16 @@ class TrainConfig:
     w_style: float = 120.0
     w_adv: float = 0.1
     w_gp: float = 10.0
+    w_l2: float = 1.0
+    w_lpips: float = 0.8
+    w_id: float = 0.1
+    w_hole: float = 6.0
+    w_valid: float = 1.0
+    w_tex_l1: float = 100.0
+    w_tex_perc: float = 10.0
+    w_tex_adv: float = 1.0
+    lr_decay: float = 0.96
+    lr_decay_every: int = 100000
     ema_decay: float = 0.999
     mixed_precision: str = "no"
     seed: int = 0
@@ -126,8 +163,54 @@ class TrainConfig:
             problems.append(f"--mask-kind must be irregular, square or mixed, got {self.mask_kind!r}")
         if self.vgg_weights is not None and not Path(self.vgg_weights).is_file():
             problems.append(f"--vgg-weights file {self.vgg_weights} does not exist")
+        if self.model in list_presets():
+            problems += self._stage_problems()
         if problems:
             raise ConfigError("bad training configuration:\n  " + "\n  ".join(problems))
+
+
+    def _stage_problems(self) -> list[str]:
+        """What cannot work in the --stage settings and their weights files."""
+        from ..models.registry import preset_config
+        from ..models.twostage import TwoStageConfig
+
+        architecture = preset_config(self.model)
+        if not isinstance(architecture, TwoStageConfig):
+            return [f"--stage applies to two-stage presets only, not {self.model}"] if self.stage else []
+        if self.stage not in (1, 2):
+            return [f"{self.model} trains in two stages: pass --stage 1 (structure) or --stage 2 (texture)"]
+        problems = []
+        for flag, path in (("--stylegan-weights", self.stylegan_weights), ("--id-weights", self.id_weights),
+                           ("--lpips-weights", self.lpips_weights)):
+            if path is not None and not Path(path).is_file():
+                problems.append(f"{flag} file {path} does not exist")
+            elif path is not None and self.stage != 1:
+                problems.append(f"{flag} applies to --stage 1 only")
+        if self.stage == 1 and not architecture.use_structure_stage:
+            problems.append(f"{self.model} has no structure stage (the paper's variant 1): train it with --stage 2")
+        if self.stage == 1 and self.w_id > 0 and self.id_weights is None:
+            problems.append(
+                f"--w-id {self.w_id} needs --id-weights FILE (ArcFace IR-SE50 weights, e.g. pSp's model_ir_se50.pth); "
+                "pass --w-id 0 to train without the identity loss"
+            )
+        if self.stage1_checkpoint is not None:
+            if self.stage != 2:
+                problems.append("--stage1-checkpoint applies to --stage 2 only")
+            elif not (Path(self.stage1_checkpoint) / "config.json").is_file():
+                problems.append(f"--stage1-checkpoint {self.stage1_checkpoint} is not a save_pretrained folder (no config.json)")
+        elif self.stage == 2 and architecture.use_structure_stage:
+            problems.append(
+                f"--stage 2 of {self.model} needs --stage1-checkpoint DIR (the `final` folder of its --stage 1 run): "
+                "the structure stage is frozen in stage 2, so it must be trained first"
+            )
+        return problems
+
+
+# Two-stage paper settings that differ from the MSL defaults, applied by `parse_config` to settings not given.
+STAGE_DEFAULTS: dict[int, dict[str, Any]] = {
+    1: {"batch_size": 2, "lr_g": 1e-3, "beta1": 0.9, "mask_kind": "square"},
+    2: {"batch_size": 1, "lr_g": 1e-4, "mask_kind": "square"},
+}
 
 
 def _flag(name: str) -> str:
@@ -211,10 +294,13 @@ def _coerce(key: str, type_name: str, value: Any, path: str) -> Any:
 
 
 def parse_config(argv: list[str] | None = None) -> TrainConfig:
-    """Build and validate a `TrainConfig` from a config file (if given) and command-line flags."""
+    """Build and validate a `TrainConfig` from a config file (if given) and command-line flags; with --stage, the
+    two-stage paper's `STAGE_DEFAULTS` fill the settings neither gives."""
     args = build_parser().parse_args(argv)
     values: dict[str, Any] = read_config_file(args.config) if args.config else {}
     values.update({key: value for key, value in vars(args).items() if key != "config" and value is not None})
+    for key, value in STAGE_DEFAULTS.get(values.get("stage", 0), {}).items():
+        values.setdefault(key, value)
     try:
         config = TrainConfig(**values)
     except TypeError as err:

@@ -1,12 +1,17 @@
-"""The GAN training loop, top to bottom. Run it through `train.py` (single process) or `accelerate launch train.py`.
+"""The training loop, top to bottom. Run it through `train.py` (single process) or `accelerate launch train.py`.
 
 Each optimizer step does, on every process:
   1. take this process's batch of real faces, flip some horizontally, and draw their hole masks;
-  2. generate the composited inpainting  out = m · G(x ⊙ (1 − m), m) + (1 − m) · x;
-  3. discriminator step: D learns real from out (eq. 10; out is detached, G gets no gradient here);
-  4. generator step: λ_rec L1 + λ_perc perceptual + λ_style style + λ_adv adversarial (eq. 12), D frozen;
-  5. update the EMA copy of G; log, sample, validate and checkpoint on their schedules.
+  2-4. the model family's step (a "task": `MSLTask` here, the two-stage model's stages in `twostage.py`). For MSL:
+     2. generate the composited inpainting  out = m · G(x ⊙ (1 − m), m) + (1 − m) · x;
+     3. discriminator step: D learns real from out (eq. 10; out is detached, G gets no gradient here);
+     4. generator step: λ_rec L1 + λ_perc perceptual + λ_style style + λ_adv adversarial (eq. 12), D frozen;
+  5. update the EMA copy of the model; log, sample, validate and checkpoint on their schedules.
 Masks and flips are pure functions of (seed, step, process, sample), so a resumed run replays the same batches.
+
+A task is built in two steps, so that a missing weights file fails before any data is touched: `__init__` loads the
+losses' networks, `build(architecture)` the model, discriminator and optimizers, and `prepare()` hands the trained
+modules to Accelerate (after the EMA copy is taken). `step` runs one micro-step and returns the losses to log.
 """
 
 from __future__ import annotations
@@ -23,25 +28,17 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import open_dataset, load_fixed_set, train_batches
-from ..losses import (
-    PerceptualStyleLoss,
-    discriminator_loss,
-    generator_loss,
-    gradient_penalty,
-    interpolate,
-    l1_loss,
-)
+from ..losses import PerceptualStyleLoss, generator_loss, l1_loss
 from ..masks import MaskGenerator, parse_buckets
-from ..models.msl import MSLInpainter
+from ..models.msl import MSLConfig, MSLInpainter
 from ..models.registry import preset_config
+from ..models.twostage import TwoStageConfig
 from ..models.vgg import load_vgg16
-from .checkpoint import ema_model, list_checkpoints, load_checkpoint, resolve_resume, save_checkpoint
+from .checkpoint import ema_model, load_checkpoint, resolve_resume, save_checkpoint
 from .config import TrainConfig
+from .steps import TrainingDiverged, check_finite, discriminator_step
+from .twostage import StructureTask, TextureTask
 from .validation import inpaint_batches, save_grid, score, telea_outputs, validation_masks
-
-
-class TrainingDiverged(RuntimeError):
-    """A loss became NaN or infinite; training stopped before applying the bad update."""
 
 
 @dataclasses.dataclass
@@ -50,12 +47,12 @@ class TrainResult:
 
     Args:
         final_dir: The `save_pretrained` folder of the EMA generator.
-        generator: This process's trained generator (unwrapped), e.g. to compare processes.
+        generator: This process's trained model (unwrapped), e.g. to compare processes.
         state: The trainer state of the last checkpoint (step, stream positions, bad-image count).
     """
 
     final_dir: Path
-    generator: MSLInpainter
+    generator: torch.nn.Module
     state: dict[str, Any]
 
 
@@ -70,20 +67,6 @@ def masks_and_flips(config: TrainConfig, generator: MaskGenerator, micro_step: i
     masks = torch.from_numpy(np.stack([generator(first + i) for i in range(batch)]))[:, None].float()
     flips = torch.rand(batch, generator=torch.Generator().manual_seed(sample_seed(config, micro_step, rank))) < 0.5
     return masks, flips
-
-
-def check_finite(accelerator, step: int, output_dir: str, **losses: torch.Tensor) -> None:
-    """Stop every process when any process has a non-finite loss, naming the losses and the last good checkpoint."""
-    bad = torch.tensor([float(not torch.isfinite(v).all()) for v in losses.values()], device=accelerator.device)
-    bad = accelerator.reduce(bad, reduction="sum")
-    if bad.any():
-        names = ", ".join(name for name, flag in zip(losses, bad.tolist()) if flag)
-        found = list_checkpoints(output_dir)
-        last = f"the last good checkpoint is {found[-1]}" if found else "no checkpoint was written yet"
-        raise TrainingDiverged(
-            f"non-finite loss ({names}) at step {step}; stopped before applying it. {last} "
-            "(resume it with --resume latest, e.g. with a lower learning rate)"
-        )
 
 
 def write_metrics(path: Path, record: dict[str, Any]) -> None:
@@ -124,19 +107,9 @@ def gan_step(
     fake = generator(images, hole)
 
     # 3. discriminator step: real vs. detached fake in one forward (one DDP forward per backward)
-    if config.adversarial == "wgan-gp":
-        mixed = interpolate(images, fake)
-        logits = discriminator(torch.cat([images, fake.detach(), mixed]), hole.repeat(3, 1, 1, 1))
-        real_logits, fake_logits, mixed_logits = logits.chunk(3)
-        d_loss = discriminator_loss("wgan-gp", real_logits, fake_logits)
-        d_loss = d_loss + config.w_gp * gradient_penalty(mixed_logits, mixed)
-    else:
-        real_logits, fake_logits = discriminator(torch.cat([images, fake.detach()]), hole.repeat(2, 1, 1, 1)).chunk(2)
-        d_loss = discriminator_loss(config.adversarial, real_logits, fake_logits)
-    check_finite(accelerator, step, config.output_dir, d_loss=d_loss)
-    accelerator.backward(d_loss)
-    opt_d.step()
-    opt_d.zero_grad(set_to_none=True)
+    d_loss = discriminator_step(
+        accelerator, discriminator, opt_d, images, fake, hole, config.adversarial, config.w_gp, step, config.output_dir
+    )
 
     # 4. generator step: D is frozen and called outside DDP, so no D gradient is computed or synchronised
     plain_discriminator = accelerator.unwrap_model(discriminator)
@@ -154,8 +127,65 @@ def gan_step(
     return {"loss/d": d_loss, "loss/g": g_loss, "loss/rec": rec, "loss/perc": perc, "loss/style": style, "loss/adv": adv}
 
 
+class MSLTask:
+    """MSL: the generator against its spectral-norm PatchGAN discriminator, one `gan_step` per micro-step.
+
+    Args:
+        config: The training settings.
+        accelerator: The run's `Accelerator`.
+    """
+
+    validation_mask_kind = "irregular"  # the MSL paper's Table 1 buckets
+
+    def __init__(self, config: TrainConfig, accelerator) -> None:
+        self.config, self.accelerator = config, accelerator
+        self.perceptual_style = PerceptualStyleLoss(load_vgg16(config.vgg_weights, config.vgg_normalization)).to(accelerator.device)
+
+    def build(self, architecture: MSLConfig) -> MSLInpainter:
+        """The generator, its discriminator and both Adam optimizers (paper: Adam); returns the generator."""
+        self.model = MSLInpainter(architecture)
+        self.discriminator = self.model.build_discriminator()
+        self.opt_g = torch.optim.Adam(self.model.parameters(), lr=self.config.lr_g, betas=(self.config.beta1, 0.999))
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.config.lr_d, betas=(self.config.beta1, 0.999))
+        return self.model
+
+    def prepare(self) -> tuple[torch.nn.Module, ...]:
+        """Hand G, D and their optimizers to Accelerate; returns the modules to accumulate gradients of."""
+        self.generator, self.discriminator, self.opt_g, self.opt_d = self.accelerator.prepare(
+            self.model, self.discriminator, self.opt_g, self.opt_d
+        )
+        return self.generator, self.discriminator
+
+    def step(self, images: torch.Tensor, hole: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        return gan_step(
+            self.accelerator, self.generator, self.discriminator, self.opt_g, self.opt_d, self.perceptual_style,
+            images, hole, self.config, step,
+        )
+
+    def inference_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """What validation inpaints with: the (EMA) generator itself."""
+        return model
+
+    def training_section(self, state: dict[str, Any]) -> str:
+        config = self.config
+        return (
+            f"Trained with `train.py` from the `{config.model}` preset for {state['step']} steps at batch "
+            f"{config.batch_size} × {len(state['positions'])} processes on `{config.dataset}`. "
+            f"Losses: L1 ×{config.w_rec}, perceptual ×{config.w_perc}, style ×{config.w_style}, "
+            f"{config.adversarial} ×{config.w_adv}. These weights are the EMA generator. They inherit the licence "
+            "terms of the training data."
+        )
+
+
+def make_task(config: TrainConfig, accelerator):
+    """The task that trains `config.model`: `MSLTask`, or the two-stage model's `StructureTask` / `TextureTask`."""
+    if isinstance(preset_config(config.model), TwoStageConfig):
+        return (StructureTask if config.stage == 1 else TextureTask)(config, accelerator)
+    return MSLTask(config, accelerator)
+
+
 def train(config: TrainConfig) -> TrainResult:
-    """Train `config.model` as configured; the final EMA generator is saved with `save_pretrained`."""
+    """Train `config.model` as configured; the final EMA model is saved with `save_pretrained`."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
@@ -171,28 +201,24 @@ def train(config: TrainConfig) -> TrainResult:
     rank, world, device = accelerator.process_index, accelerator.num_processes, accelerator.device
     set_seed(config.seed)  # identical initial weights on every process
 
-    # ---- losses first: a missing VGG fails before any data is touched
-    perceptual_style = PerceptualStyleLoss(load_vgg16(config.vgg_weights, config.vgg_normalization)).to(device)
+    # ---- losses first: a missing VGG (or other loss network) fails before any data is touched
+    task = make_task(config, accelerator)
 
     # ---- data: the training stream (sharded per process) and the fixed validation set
     dataset, column = open_dataset(config.dataset, image_column=config.image_column, split=config.dataset_split)
     architecture = preset_config(config.model)
     if config.resolution:
         architecture = dataclasses.replace(architecture, resolution=config.resolution)  # re-validated
-    generator_model = MSLInpainter(architecture)
+    # ---- models and optimizers (Adam, as in both papers)
+    model = task.build(architecture)
     resolution = architecture.resolution
     masks = MaskGenerator(config.mask_kind, resolution, parse_buckets(config.mask_buckets) if config.mask_buckets else None, config.seed)
     val_images = val_masks = None
     if config.val_dataset and accelerator.is_main_process:
         val_images = load_fixed_set(config.val_dataset, config.val_count, resolution, config.image_column, config.val_split)
-        val_masks = validation_masks(len(val_images), resolution)
-
-    # ---- models and optimizers (Adam, as in the paper)
-    discriminator = generator_model.build_discriminator()
-    ema = ema_model(generator_model, config.ema_decay).to(device)
-    opt_g = torch.optim.Adam(generator_model.parameters(), lr=config.lr_g, betas=(config.beta1, 0.999))
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr_d, betas=(config.beta1, 0.999))
-    generator, discriminator, opt_g, opt_d = accelerator.prepare(generator_model, discriminator, opt_g, opt_d)
+        val_masks = validation_masks(len(val_images), resolution, task.validation_mask_kind)
+    ema = ema_model(model, config.ema_decay).to(device)
+    trained_modules = task.prepare()
 
     # ---- resume: models, optimizers, RNG, EMA, step and every process's position in the stream
     state: dict[str, Any] = {"step": 0, "positions": [[0, 0]] * world, "bad_images": 0}
@@ -227,13 +253,13 @@ def train(config: TrainConfig) -> TrainResult:
         state["bad_images"] += int(accelerator.reduce(torch.tensor(skipped, device=device), reduction="sum").item())
         micro_step += 1
 
-        with accelerator.accumulate(generator, discriminator):
-            losses = gan_step(accelerator, generator, discriminator, opt_g, opt_d, perceptual_style, images, hole, config, step)
+        with accelerator.accumulate(*trained_modules):
+            losses = task.step(images, hole, step)
         if not accelerator.sync_gradients:
             continue
         # 5. one optimizer step is complete
         step += 1
-        ema.update_parameters(accelerator.unwrap_model(generator))
+        ema.update_parameters(model)
         progress.update(1)
         if step % config.log_every == 0 or step == config.max_steps:
             logged = {k: accelerator.reduce(v.detach().float(), reduction="mean").item() for k, v in losses.items()}
@@ -241,13 +267,13 @@ def train(config: TrainConfig) -> TrainResult:
             accelerator.log(logged, step=step)
             if accelerator.is_main_process:
                 write_metrics(output_dir / "metrics.jsonl", {"step": step, **logged})
-                progress.set_postfix(g=f"{logged['loss/g']:.3f}", d=f"{logged['loss/d']:.3f}")
+                progress.set_postfix({key[5:]: f"{logged[key]:.3f}" for key in ("loss/g", "loss/d") if key in logged})
         if accelerator.is_main_process and val_images is not None:
             if config.sample_every and step % config.sample_every == 0:
-                outputs = inpaint_batches(ema.module, val_images[:8], val_masks[:8])
+                outputs = inpaint_batches(task.inference_model(ema.module), val_images[:8], val_masks[:8])
                 save_grid(output_dir / "samples" / f"step-{step:08d}.png", val_images[:8], val_masks[:8], outputs)
             if (config.val_every and step % config.val_every == 0) or step == config.max_steps:
-                metrics = score(inpaint_batches(ema.module, val_images, val_masks), val_images)
+                metrics = score(inpaint_batches(task.inference_model(ema.module), val_images, val_masks), val_images)
                 accelerator.log({f"val/{k}": v for k, v in metrics.items()}, step=step)
                 write_metrics(output_dir / "metrics.jsonl", {"step": step, **{f"val/{k}": v for k, v in metrics.items()}})
         if (config.checkpoint_every and step % config.checkpoint_every == 0) or step == config.max_steps:
@@ -258,32 +284,21 @@ def train(config: TrainConfig) -> TrainResult:
     progress.close()
     final = output_dir / "final"
     if accelerator.is_main_process:
-        save_final(ema.module, final, config, state)
+        card = {"model_name": Path(config.output_dir).name, "training_section": task.training_section(state)}
+        save_final(ema.module, final, card)
         if config.push_to_hub:
-            ema.module.push_to_hub(config.push_to_hub, model_card_kwargs=model_card_kwargs(config, state))
+            ema.module.push_to_hub(config.push_to_hub, model_card_kwargs=card)
     accelerator.wait_for_everyone()
     accelerator.end_training()  # closes the trackers and the process group: last
-    return TrainResult(final, accelerator.unwrap_model(generator), state)
+    return TrainResult(final, model, state)
 
 
-def model_card_kwargs(config: TrainConfig, state: dict[str, Any]) -> dict[str, str]:
-    return {
-        "model_name": Path(config.output_dir).name,
-        "training_section": (
-            f"Trained with `train.py` from the `{config.model}` preset for {state['step']} steps at batch "
-            f"{config.batch_size} × {len(state['positions'])} processes on `{config.dataset}`. "
-            f"Losses: L1 ×{config.w_rec}, perceptual ×{config.w_perc}, style ×{config.w_style}, "
-            f"{config.adversarial} ×{config.w_adv}. These weights are the EMA generator. They inherit the licence "
-            "terms of the training data."
-        ),
-    }
-
-
-def save_final(model: MSLInpainter, final: Path, config: TrainConfig, state: dict[str, Any]) -> None:
-    """`save_pretrained` of the EMA generator into `final`, through a temporary folder renamed into place."""
+def save_final(model: torch.nn.Module, final: Path, card: dict[str, str]) -> None:
+    """`save_pretrained` of the EMA model into `final` (model card fields `card`), through a temporary folder
+    renamed into place."""
     tmp = final.with_name(f".{final.name}-tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, model_card_kwargs=model_card_kwargs(config, state))
+    model.save_pretrained(tmp, model_card_kwargs=card)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
 

@@ -18,9 +18,17 @@ VAL_BUCKETS = "10-20,20-30,30-40,40-50"  # the MSL paper's Table 1 buckets
 VAL_MASK_SEED = 2024  # fixed, so runs with different training seeds are scored on the same pairs
 
 
-def validation_masks(count: int, resolution: int) -> torch.Tensor:
-    """The fixed validation masks, cycling through the paper's buckets: (N, 1, R, R), 1 = hole."""
-    generator = MaskGenerator("irregular", resolution, parse_buckets(VAL_BUCKETS), seed=VAL_MASK_SEED)
+def validation_masks(count: int, resolution: int, kind: str = "irregular") -> torch.Tensor:
+    """The fixed validation masks: (N, 1, R, R), 1 = hole.
+
+    Args:
+        count: Number of masks.
+        resolution: Their side.
+        kind: "irregular" cycles through the MSL paper's hole-ratio buckets; "square" draws squares of side 1/4 to
+            1/2 of the image at random positions (the two-stage paper's square masks).
+    """
+    buckets = parse_buckets(VAL_BUCKETS) if kind == "irregular" else None
+    generator = MaskGenerator(kind, resolution, buckets, seed=VAL_MASK_SEED)
     return torch.from_numpy(np.stack([generator(i) for i in range(count)]))[:, None].float()
 
 

@@ -1,0 +1,538 @@
+"""Everything the Gradio demo (`app.py`) needs except the UI: method list, model cache, input checks, mask
+extraction from the image editor, size limits, and running one inpainting request into its own folder.
+
+Nothing here imports Gradio. User-facing problems raise `InputError` with a message meant to be shown as is;
+non-fatal notices (a downscaled photo, the missing default model) are returned as plain strings.
+
+Limits (documented in README.md, "Demo app"):
+
+- `MAX_SIDE` (4096 px): a photo whose longer side exceeds it is downscaled (Lanczos) to that size before anything
+  else, with a notice; the result has the downscaled size.
+- `MAX_HOLE_FRACTION` (95 %): a mask covering more of the photo than that is refused (nothing left to fill from).
+- An empty mask is refused.
+- `EDITOR_MAX_SIDE` (2048 px): the painting canvas shows at most this size (so the browser never handles more
+  than 2048² pixels); strokes are scaled up to the photo's size, conservatively, before inpainting.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .images import load_image, load_mask, save_image
+from .models.classic import CLASSIC_METHODS
+from .models.hub import CheckpointError
+from .models.registry import DEFAULT_MODEL, SHIPPED, Inpainter, load_model, shipped_checkpoint
+from .pipeline import inpaint
+
+MAX_SIDE = 4096
+MAX_HOLE_FRACTION = 0.95
+EDITOR_MAX_SIDE = 2048
+# Dropdown value meaning "the checkpoint typed into the text box".
+CUSTOM = "custom"
+# Colour of the brush in the editor (CSS) and of an uploaded mask drawn into the editor (RGBA), and the colour of
+# hole pixels in the masked-input preview.
+HOLE_CSS = "rgba(255, 46, 136, 0.8)"
+HOLE_RGBA = (255, 46, 136, 204)
+HOLE_PREVIEW_RGB = (255, 255, 255)
+# Per-request folders older than this are removed when a new one is made.
+REQUEST_DIR_MAX_AGE_S = 3600.0
+
+_LABELS = {
+    "msl-face": "MSL face model",
+    "telea": "OpenCV Telea (classic baseline)",
+    "ns": "OpenCV Navier-Stokes (classic baseline)",
+}
+_READ_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+_LOAD_ERRORS = (OSError, ValueError, CheckpointError)
+
+Report = Callable[[float, str], None]
+
+
+class InputError(ValueError):
+    """A problem with the user's input or choice; the message is meant for the user, verbatim."""
+
+
+# --- methods -------------------------------------------------------------------------------------------------
+
+
+def method_label(name: str) -> str:
+    """A readable name for a method value ("telea" -> "OpenCV Telea (classic baseline)")."""
+    if name in _LABELS:
+        return _LABELS[name]
+    if name in SHIPPED:
+        return f"{name} (trained model)"
+    return f"checkpoint {name}"
+
+
+def available_methods() -> list[str]:
+    """Method values this installation can run: every shipped trained checkpoint present, then the classic ones.
+
+    A model family added to the registry's shipped checkpoints appears here as soon as its weights are installed.
+    """
+    return [name for name in SHIPPED if shipped_checkpoint(name) is not None] + list(CLASSIC_METHODS)
+
+
+def missing_models() -> list[str]:
+    """Shipped checkpoint names whose weights this installation does not have (not trained / not released yet)."""
+    return [name for name in SHIPPED if shipped_checkpoint(name) is None]
+
+
+def default_method() -> str:
+    """The shipped default model when installed, else OpenCV Telea."""
+    return DEFAULT_MODEL if shipped_checkpoint(DEFAULT_MODEL) is not None else "telea"
+
+
+def method_choices() -> list[tuple[str, str]]:
+    """(label, value) pairs for the method dropdown: the available methods, then a custom checkpoint."""
+    choices = [(method_label(name), name) for name in available_methods()]
+    return choices + [("Checkpoint: local folder or Hub repo id", CUSTOM)]
+
+
+def default_model_notice() -> str | None:
+    """What to tell users when the trained default model is missing (None when it is installed)."""
+    if shipped_checkpoint(DEFAULT_MODEL) is not None:
+        return None
+    return (
+        f"No trained {method_label(DEFAULT_MODEL)} ({DEFAULT_MODEL}) ships with this installation yet, so the app "
+        "uses OpenCV Telea, a classic non-learned method, by default. An untrained network is never used for a result."
+    )
+
+
+def resolve_method(choice: str | None, checkpoint: str = "") -> str:
+    """Turn a dropdown value (or an API method name) into a `load_model` spec.
+
+    Args:
+        choice: A value from `method_choices()`, "" / None for the default, `CUSTOM` for `checkpoint`, or (API) any
+            checkpoint folder or Hub repo id.
+        checkpoint: The checkpoint text box, used with `CUSTOM`.
+
+    Raises:
+        InputError: `CUSTOM` without a checkpoint, or a shipped model that this installation does not have.
+    """
+    choice = (choice or "").strip()
+    if not choice:
+        return default_method()
+    if choice == CUSTOM:
+        if not checkpoint.strip():
+            raise InputError("Enter a checkpoint: a folder written by save_pretrained, or a Hub repo id like org/name.")
+        return checkpoint.strip()
+    if choice in missing_models():
+        raise InputError(
+            f"The trained model {choice!r} is not part of this installation yet; "
+            f"choose {', '.join(available_methods())} or a checkpoint."
+        )
+    return choice
+
+
+def resolve_methods(choice: str | None, checkpoint: str = "", compare: str | None = None) -> list[str]:
+    """The `load_model` specs of one page request: the chosen method, then the one to compare with (if another).
+
+    Raises:
+        InputError: As `resolve_method`.
+    """
+    specs = [resolve_method(choice, checkpoint)] + ([resolve_method(compare)] if compare else [])
+    return list(dict.fromkeys(specs))
+
+
+class ModelCache:
+    """Loaded methods shared by all requests, keyed by `load_model` spec; least recently used ones are dropped.
+
+    Args:
+        max_models: How many methods to keep loaded; the `pinned` one (the default) is never dropped.
+        pinned: A spec to keep loaded for the life of the cache.
+    """
+
+    def __init__(self, max_models: int = 3, pinned: str | None = None) -> None:
+        self.max_models, self.pinned = max_models, pinned
+        self._models: OrderedDict[str, Inpainter] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, spec: str) -> Inpainter:
+        """The loaded method for `spec`, loading it on first use.
+
+        Raises:
+            InputError: The method cannot be loaded (unknown name, bad or missing checkpoint, offline Hub id).
+        """
+        with self._lock:
+            if spec in self._models:
+                self._models.move_to_end(spec)
+                return self._models[spec]
+        try:
+            model = load_model(spec)  # outside the lock: a slow Hub download must not block other requests
+        except _LOAD_ERRORS as err:
+            raise InputError(f"Cannot load the method {spec!r}: {_one_line(err)}") from err
+        with self._lock:
+            model = self._models.setdefault(spec, model)
+            self._models.move_to_end(spec)
+            droppable = [name for name in self._models if name not in (self.pinned, spec)]
+            for name in droppable[: max(0, len(self._models) - self.max_models)]:
+                del self._models[name]
+        return model
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
+
+
+# --- reading inputs ------------------------------------------------------------------------------------------
+
+
+def limit_size(image: Image.Image, max_side: int = MAX_SIDE) -> tuple[Image.Image, str | None]:
+    """Downscale an image whose longer side exceeds `max_side` (Lanczos, aspect kept, ICC profile kept).
+
+    Returns:
+        The image (unchanged when small enough) and a notice for the user, or None when nothing was done.
+    """
+    width, height = image.size
+    if max(width, height) <= max_side:
+        return image, None
+    scale = max_side / max(width, height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small = image.resize(size, Image.Resampling.LANCZOS)
+    small.info = dict(image.info)
+    notice = (
+        f"The photo is {width}×{height} px, over the {max_side} px limit; it was downscaled to "
+        f"{size[0]}×{size[1]} px and the result has that size."
+    )
+    return small, notice
+
+
+def read_photo(path: str | os.PathLike | None) -> tuple[Image.Image, str | None]:
+    """Read an uploaded photo as 8-bit RGB (ICC profile kept), downscaled to `MAX_SIDE` if needed.
+
+    Returns:
+        The working image and the downscale notice (or None).
+
+    Raises:
+        InputError: No photo, or a file that is not a readable image.
+    """
+    if not path:
+        raise InputError("Upload a photo first (JPEG, PNG or WebP), or pick the example below it.")
+    try:
+        image = load_image(path)
+    except (FileNotFoundError, ValueError) as err:
+        raise InputError(
+            f"{Path(path).name} could not be read as an image (not an image file, or damaged); "
+            "upload a JPEG, PNG or WebP photo."
+        ) from err
+    return limit_size(image)
+
+
+def read_mask_file(path: str | os.PathLike, size: tuple[int, int]) -> np.ndarray:
+    """Read an uploaded mask (white / non-zero / painted alpha = hole) and fit it to a (W, H) photo size.
+
+    The mask may have the photo's original size or any size of the same aspect ratio (e.g. before downscaling).
+
+    Raises:
+        InputError: Unreadable file, an aspect ratio that does not match, or no hole pixel.
+    """
+    try:
+        with Image.open(path) as img:
+            img.load()
+            picture = ImageOps.exif_transpose(img)
+        hole = load_mask(picture, picture.size)
+    except _READ_ERRORS as err:
+        if "no hole pixels" in str(err):
+            raise InputError(empty_mask_message()) from err
+        raise InputError(
+            f"The mask {Path(path).name} could not be read as an image (not an image file, or damaged); "
+            "upload a PNG, white = hole."
+        ) from err
+    return fit_mask(hole, size, what="The mask file")
+
+
+def empty_mask_message() -> str:
+    """The message for a mask without any hole pixel."""
+    return "The mask is empty: paint over the part of the face to fill (or upload a mask, white = hole)."
+
+
+def fit_mask(mask: np.ndarray, size: tuple[int, int], what: str = "The painted mask") -> np.ndarray:
+    """Scale a hole mask to a (W, H) size, conservatively (a target pixel touching any hole pixel is a hole).
+
+    Raises:
+        InputError: The aspect ratios differ (by more than 1 % or a pixel).
+    """
+    height, width = mask.shape
+    if (width, height) == tuple(size):
+        return mask
+    if abs(height * size[0] / width - size[1]) > max(1.0, 0.01 * size[1]):  # beyond rounding: another shape
+        raise InputError(
+            f"{what} is {width}×{height} px but the photo is {size[0]}×{size[1]} px; "
+            "they must have the same shape. Upload the photo again and repaint."
+        )
+    area = np.asarray(Image.fromarray(mask.astype(np.float32)).resize(tuple(size), Image.Resampling.BOX))
+    return area > 0
+
+
+def check_mask(mask: np.ndarray | None) -> np.ndarray:
+    """Refuse an empty mask, or one covering more than `MAX_HOLE_FRACTION` of the photo.
+
+    Returns:
+        The mask, for chaining.
+
+    Raises:
+        InputError: The mask is None / empty, or covers nearly everything.
+    """
+    if mask is None or not mask.any():
+        raise InputError(empty_mask_message())
+    fraction = float(mask.mean())
+    if fraction > MAX_HOLE_FRACTION:
+        raise InputError(
+            f"The mask covers {fraction:.0%} of the photo; at most {MAX_HOLE_FRACTION:.0%} can be filled, because the "
+            "method needs part of the face to fill from. Erase some of it."
+        )
+    return mask
+
+
+# --- the image editor ----------------------------------------------------------------------------------------
+
+
+def _as_array(item: Any) -> np.ndarray:
+    """An editor layer (numpy array, PIL image or file path) as a numpy array."""
+    if isinstance(item, np.ndarray):
+        return item
+    if isinstance(item, Image.Image):
+        return np.asarray(item)
+    with Image.open(item) as img:
+        return np.asarray(img)
+
+
+def layer_hole(layer: Any) -> np.ndarray:
+    """The painted pixels of one editor layer: alpha > 0 when it has an alpha channel, else non-zero colour.
+
+    Args:
+        layer: (H, W, 4) / (H, W, 2) with alpha, (H, W, 3) / (H, W) without; as array, PIL image or path.
+
+    Returns:
+        (H, W) bool.
+    """
+    values = _as_array(layer)
+    if values.ndim == 3 and values.shape[2] in (2, 4):
+        return values[:, :, -1] > 0
+    return (values != 0).any(axis=2) if values.ndim == 3 else values != 0
+
+
+def mask_from_editor(value: Mapping[str, Any] | None) -> np.ndarray | None:
+    """The hole mask painted in a `gr.ImageEditor` / `gr.ImageMask` value: the union of its layers' painted pixels.
+
+    The background (the photo, whatever its alpha) never counts; the eraser leaves transparent pixels, which do
+    not count either. Strokes are painted pixels of any colour.
+
+    Args:
+        value: The editor value {"background", "layers", "composite"} (images as arrays, PIL images or paths), or
+            None.
+
+    Returns:
+        (H, W) bool, True = hole; None when there is no value or no layer (nothing painted).
+
+    Raises:
+        InputError: Layers of different sizes.
+    """
+    layers = [layer for layer in (value or {}).get("layers") or [] if layer is not None]
+    if not layers:
+        return None
+    holes = [layer_hole(layer) for layer in layers]
+    if len({hole.shape for hole in holes}) > 1:
+        raise InputError("The editor's layers have different sizes; clear the editor and paint again.")
+    return np.logical_or.reduce(holes)
+
+
+def mask_layer(mask: np.ndarray) -> Image.Image:
+    """An RGBA editor layer showing a hole mask in `HOLE_RGBA`, transparent elsewhere."""
+    layer = np.zeros((*mask.shape, 4), np.uint8)
+    layer[mask] = HOLE_RGBA
+    return Image.fromarray(layer)
+
+
+def editor_value(
+    photo_path: str | os.PathLike | None, mask_path: str | os.PathLike | None
+) -> tuple[dict[str, Any] | None, list[str]]:
+    """The editor value for a newly chosen photo and/or mask file: the photo (at most `EDITOR_MAX_SIDE`), and the
+    mask as a layer of the same size.
+
+    A mask file that cannot be used is left out with a notice; the photo still loads.
+
+    Returns:
+        The value (None when there is no photo) and notices for the user.
+
+    Raises:
+        InputError: An unreadable photo.
+    """
+    if not photo_path:
+        return None, []
+    image, notice = read_photo(photo_path)
+    shown, _ = limit_size(image, EDITOR_MAX_SIDE)
+    notices = [notice] if notice else []
+    layers = []
+    if mask_path:
+        try:
+            layers.append(mask_layer(read_mask_file(mask_path, shown.size)))
+        except InputError as err:
+            notices.append(f"{err} The mask file was not used.")
+    return {"background": shown, "layers": layers, "composite": None}, notices
+
+
+# --- one request ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Job:
+    """One inpainting request: the working photo (RGB, ICC in `info`), its hole mask, a file stem, notices."""
+
+    image: Image.Image
+    mask: np.ndarray
+    name: str
+    notices: tuple[str, ...] = field(default=())
+
+    @property
+    def hole_fraction(self) -> float:
+        """Share of the photo's pixels in the hole."""
+        return float(self.mask.mean())
+
+
+def _stem(path: str | os.PathLike) -> str:
+    """A file-name-safe stem of an uploaded file's name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(path).stem)[:60] or "photo"
+
+
+def job_from_sketch(photo_path: str | os.PathLike | None, value: Mapping[str, Any] | None) -> Job:
+    """A job from the photo upload and the strokes painted in the editor.
+
+    Raises:
+        InputError: No or unreadable photo, empty or nearly full mask, a canvas that does not fit the photo.
+    """
+    image, notice = read_photo(photo_path)
+    painted = mask_from_editor(value)
+    mask = check_mask(None if painted is None else fit_mask(painted, image.size))
+    return Job(image, mask, _stem(photo_path), (notice,) if notice else ())
+
+
+def job_from_files(image_path: str | os.PathLike | None, mask_path: str | os.PathLike | None) -> Job:
+    """A job from an image file and a mask file (white = hole), as the `/inpaint` API endpoint receives them.
+
+    Raises:
+        InputError: Missing or unreadable files, a mask of another shape, empty or nearly full mask.
+    """
+    image, notice = read_photo(image_path)
+    if not mask_path:
+        raise InputError("Upload a mask image too (white = hole, same shape as the photo).")
+    mask = check_mask(read_mask_file(mask_path, image.size))
+    return Job(image, mask, _stem(image_path), (notice,) if notice else ())
+
+
+def masked_input(job: Job) -> Image.Image:
+    """The photo as the method receives it: hole pixels blanked (white)."""
+    pixels = np.asarray(job.image).copy()
+    pixels[job.mask] = HOLE_PREVIEW_RGB
+    return Image.fromarray(pixels)
+
+
+def new_request_dir(root: str | os.PathLike, max_age_s: float = REQUEST_DIR_MAX_AGE_S) -> Path:
+    """A fresh folder under `root` for one request's files; folders there older than `max_age_s` are removed."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    cutoff = time.time() - max_age_s
+    for old in root.iterdir():
+        if old.is_dir() and old.stat().st_mtime < cutoff:
+            shutil.rmtree(old, ignore_errors=True)
+    folder = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(6)}"
+    folder.mkdir()
+    return folder
+
+
+def _slug(spec: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(spec).name or spec)[:40] or "method"
+
+
+def run_job(job: Job, spec: str, cache: ModelCache, out_dir: str | os.PathLike, report: Report | None = None) -> Path:
+    """Inpaint a job with one method and save the result as PNG (with the photo's ICC profile) in `out_dir`.
+
+    Pixels outside the mask are bit-identical to the working photo (see `hf_faceinpaint.inpaint`).
+
+    Args:
+        job: The request.
+        spec: A `load_model` spec from `resolve_method`.
+        cache: The shared loaded methods.
+        out_dir: This request's own folder (`new_request_dir`).
+        report: Called with (fraction done, what is happening) for a progress display.
+
+    Returns:
+        The PNG's path, `<out_dir>/<photo stem>-<method>.png`.
+
+    Raises:
+        InputError: The method cannot be loaded.
+    """
+    report = report or _ignore_progress
+    report(0.0, f"Loading {method_label(spec)}")
+    model = cache.get(spec)
+    report(0.2, f"Inpainting with {method_label(spec)}")
+    result = inpaint(job.image, job.mask, model=model)
+    report(0.9, "Saving the PNG")
+    return save_image(result, Path(out_dir) / f"{job.name}-{_slug(spec)}.png")
+
+
+def _ignore_progress(fraction: float, text: str) -> None:
+    """A `Report` that shows nothing."""
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """The files of one finished request (all in its own folder) and a one-line summary (Markdown)."""
+
+    before: Path
+    results: tuple[Path, ...]
+    masked: Path
+    summary: str
+
+
+def run_request(
+    job: Job, specs: Sequence[str], cache: ModelCache, out_dir: str | os.PathLike, report: Report | None = None
+) -> Outputs:
+    """Inpaint a job with one or more methods (to compare them); also save the photo and the masked input.
+
+    Args:
+        job: The request.
+        specs: `load_model` specs, first the main method.
+        cache: The shared loaded methods.
+        out_dir: This request's own folder (`new_request_dir`).
+        report: Progress callback, see `run_job`.
+
+    Raises:
+        InputError: A method cannot be loaded.
+    """
+    report = report or _ignore_progress
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    share = 0.9 / len(specs)
+    results = []
+    for index, spec in enumerate(specs):
+        step = _sub_report(report, index * share, share)
+        results.append(run_job(job, spec, cache, out_dir, step))
+    before = save_image(job.image, out_dir / f"{job.name}.png")
+    masked = save_image(masked_input(job), out_dir / f"{job.name}-masked.png")
+    return Outputs(before, tuple(results), masked, summary(job, specs, time.perf_counter() - start))
+
+
+def _sub_report(report: Report, offset: float, share: float) -> Report:
+    """A `Report` for one step that maps its 0..1 onto offset..offset+share of `report`."""
+    return lambda fraction, text: report(offset + fraction * share, text)
+
+
+def summary(job: Job, specs: Sequence[str], seconds: float) -> str:
+    """One line describing a finished request, for the page (Markdown)."""
+    methods = " vs ".join(f"**{method_label(spec)}**" for spec in specs)
+    width, height = job.image.size
+    return f"{methods} · {width}×{height} px · hole {job.hole_fraction:.1%} of the photo · {seconds:.1f} s"

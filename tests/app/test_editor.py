@@ -1,0 +1,315 @@
+"""The demo's non-UI logic (`hf_faceinpaint.editor`): mask extraction, limits, messages, methods, one request."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageCms
+
+from hf_faceinpaint import editor
+from hf_faceinpaint.images import example_image_path, example_mask_path, load_image, load_mask
+
+Box = tuple[int, int, int, int]  # (x0, y0, x1, y1)
+
+
+def _layer(height: int, width: int, box: Box, rgb: tuple[int, int, int] = (255, 46, 136)) -> np.ndarray:
+    """An RGBA editor layer, transparent except an opaque rectangle (x0, y0, x1, y1) of colour `rgb`."""
+    layer = np.zeros((height, width, 4), np.uint8)
+    x0, y0, x1, y1 = box
+    layer[y0:y1, x0:x1] = (*rgb, 255)
+    return layer
+
+
+def _photo(tmp_path: Path, size: tuple[int, int] = (64, 48), name: str = "photo.png", **save: object) -> Path:
+    """A random RGB photo of (W, H) `size` written to tmp_path/name."""
+    width, height = size
+    pixels = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    path = tmp_path / name
+    Image.fromarray(pixels).save(path, **save)
+    return path
+
+
+def _mask_file(tmp_path: Path, size: tuple[int, int], box: Box | None, name: str = "mask.png") -> Path:
+    """A white-on-black mask of (W, H) `size` with the rectangle `box` as hole (None: no hole)."""
+    mask = np.zeros((size[1], size[0]), np.uint8)
+    if box is not None:
+        x0, y0, x1, y1 = box
+        mask[y0:y1, x0:x1] = 255
+    path = tmp_path / name
+    Image.fromarray(mask).save(path)
+    return path
+
+
+# --- mask extraction from editor values ----------------------------------------------------------------------
+
+
+def test_mask_from_editor_none_and_no_layers() -> None:
+    background = np.zeros((8, 8, 4), np.uint8)
+    assert editor.mask_from_editor(None) is None
+    assert editor.mask_from_editor({"background": background, "layers": [], "composite": background}) is None
+    assert editor.mask_from_editor({"background": background, "layers": [None], "composite": None}) is None
+
+
+def test_mask_from_editor_unions_layers_and_ignores_transparent_colour() -> None:
+    first = _layer(20, 30, (2, 3, 6, 8))
+    second = _layer(20, 30, (20, 10, 25, 15), rgb=(0, 0, 0))  # a black stroke is still a stroke
+    first[15:18, 0:5] = (255, 255, 255, 0)  # colour under zero alpha (what the eraser may leave) is no stroke
+    hole = editor.mask_from_editor({"background": None, "layers": [first, second], "composite": None})
+    expected = np.zeros((20, 30), bool)
+    expected[3:8, 2:6] = expected[10:15, 20:25] = True
+    assert hole is not None and hole.dtype == bool
+    np.testing.assert_array_equal(hole, expected)
+
+
+def test_mask_from_editor_ignores_rgba_background() -> None:
+    background = np.full((10, 10, 4), 200, np.uint8)
+    background[:5, :, 3] = 0  # a transparent half of the photo is not a hole
+    value = {"background": background, "layers": [_layer(10, 10, (1, 1, 3, 3))], "composite": None}
+    hole = editor.mask_from_editor(value)
+    assert hole is not None and hole.sum() == 4
+
+
+def test_mask_from_editor_accepts_pil_paths_and_layers_without_alpha(tmp_path: Path) -> None:
+    path = tmp_path / "layer.png"
+    Image.fromarray(_layer(10, 12, (0, 0, 2, 2))).save(path)
+    grey = np.zeros((10, 12), np.uint8)
+    grey[9, 11] = 7
+    rgb = np.zeros((10, 12, 3), np.uint8)
+    rgb[5, 5, 1] = 1
+    pil = Image.fromarray(_layer(10, 12, (8, 0, 9, 1)))
+    hole = editor.mask_from_editor({"layers": [str(path), pil, grey, rgb]})
+    assert hole is not None
+    assert hole.sum() == 4 + 1 + 1 + 1 and hole[9, 11] and hole[5, 5] and hole[0, 8]
+
+
+def test_mask_from_editor_refuses_layers_of_different_sizes() -> None:
+    with pytest.raises(editor.InputError, match="different sizes"):
+        editor.mask_from_editor({"layers": [_layer(10, 10, (0, 0, 1, 1)), _layer(10, 12, (0, 0, 1, 1))]})
+
+
+def test_fit_mask_scales_conservatively_and_refuses_other_shapes() -> None:
+    small = np.zeros((10, 20), bool)
+    small[4, 7] = True
+    big = editor.fit_mask(small, (40, 20))
+    assert big.shape == (20, 40) and big[8:10, 14:16].all() and big.sum() == 4
+    fine = np.zeros((20, 40), bool)
+    fine[9, 15] = True  # one pixel still marks the coarser pixel that holds it
+    assert editor.fit_mask(fine, (20, 10))[4, 7]
+    assert editor.fit_mask(fine, (40, 20)) is fine
+    with pytest.raises(editor.InputError, match="same shape"):
+        editor.fit_mask(fine, (40, 40))
+    thin = np.ones((2, 2048), bool)  # 4096×3 shown at 2048×2 (rounded): still the same shape
+    assert editor.fit_mask(thin, (4096, 3)).all()
+
+
+# --- limits and messages -------------------------------------------------------------------------------------
+
+
+def test_check_mask_messages() -> None:
+    for empty in (None, np.zeros((4, 4), bool)):
+        with pytest.raises(editor.InputError, match="The mask is empty"):
+            editor.check_mask(empty)
+    limit = np.zeros((20, 20), bool)
+    limit.flat[: int(0.95 * 400)] = True  # exactly 95 %: allowed
+    assert editor.check_mask(limit) is limit
+    limit.flat[int(0.95 * 400)] = True
+    with pytest.raises(editor.InputError, match=r"covers 95% of the photo; at most 95%"):
+        editor.check_mask(limit)
+
+
+def test_limit_size_downscales_with_a_notice_and_keeps_icc() -> None:
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    small = Image.new("RGB", (editor.MAX_SIDE, 10))
+    assert editor.limit_size(small) == (small, None)
+    big = Image.new("RGB", (editor.MAX_SIDE + 904, 250))
+    big.info["icc_profile"] = icc
+    out, notice = editor.limit_size(big)
+    assert out.size == (editor.MAX_SIDE, 205) and out.info["icc_profile"] == icc
+    assert notice is not None and "5000×250" in notice and f"{editor.MAX_SIDE}×205" in notice
+
+
+def test_read_photo_messages_and_modes(tmp_path: Path) -> None:
+    with pytest.raises(editor.InputError, match="Upload a photo first"):
+        editor.read_photo(None)
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(editor.InputError, match="notes.png could not be read as an image"):
+        editor.read_photo(tmp_path / "notes.png")
+    jpeg = _photo(tmp_path, name="photo.jpg", quality=90)
+    (tmp_path / "cut.jpg").write_bytes(jpeg.read_bytes()[:400])
+    with pytest.raises(editor.InputError, match="cut.jpg could not be read"):
+        editor.read_photo(tmp_path / "cut.jpg")
+    for mode, name in (("L", "grey.png"), ("RGBA", "alpha.png"), ("RGB", "photo.webp")):
+        path = tmp_path / name
+        Image.new(mode, (30, 20)).save(path)
+        image, notice = editor.read_photo(path)
+        assert image.mode == "RGB" and image.size == (30, 20) and notice is None
+
+
+def test_read_mask_file_fits_and_messages(tmp_path: Path) -> None:
+    half = _mask_file(tmp_path, (32, 24), (4, 4, 8, 8))
+    hole = editor.read_mask_file(half, (64, 48))
+    assert hole.shape == (48, 64) and hole.sum() == 64
+    with pytest.raises(editor.InputError, match="The mask is empty"):
+        editor.read_mask_file(_mask_file(tmp_path, (64, 48), None, "empty.png"), (64, 48))
+    with pytest.raises(editor.InputError, match="same shape"):
+        editor.read_mask_file(_mask_file(tmp_path, (48, 48), (0, 0, 4, 4), "square.png"), (64, 48))
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG broken")
+    with pytest.raises(editor.InputError, match="The mask bad.png could not be read"):
+        editor.read_mask_file(tmp_path / "bad.png", (64, 48))
+
+
+def test_editor_value_puts_the_mask_file_on_a_layer(tmp_path: Path) -> None:
+    photo = _photo(tmp_path)
+    value, notices = editor.editor_value(photo, _mask_file(tmp_path, (64, 48), (10, 5, 20, 15)))
+    assert notices == [] and value is not None
+    assert value["background"].size == (64, 48)
+    (layer,) = value["layers"]
+    assert editor.layer_hole(layer).sum() == 100
+    value, notices = editor.editor_value(photo, _mask_file(tmp_path, (48, 48), (0, 0, 4, 4), "square.png"))
+    assert value is not None and value["layers"] == [] and "The mask file was not used" in notices[0]
+    assert editor.editor_value(None, None) == (None, [])
+
+
+def test_editor_value_shows_large_photos_smaller(tmp_path: Path) -> None:
+    photo = _photo(tmp_path, (3000, 100))
+    value, notices = editor.editor_value(photo, _mask_file(tmp_path, (3000, 100), (0, 0, 30, 30)))
+    assert value is not None and notices == []
+    assert value["background"].size == (editor.EDITOR_MAX_SIDE, 68)
+    painted = editor.mask_from_editor(value)
+    assert painted is not None and painted.shape == (68, editor.EDITOR_MAX_SIDE)
+    job = editor.job_from_sketch(photo, value)  # the strokes are scaled back up to the photo
+    assert job.image.size == (3000, 100) and job.mask.shape == (100, 3000)
+    assert job.mask[:30, :30].all() and job.mask.sum() < 40 * 40
+
+
+# --- methods -------------------------------------------------------------------------------------------------
+
+
+def test_method_list_without_a_trained_model() -> None:
+    values = [value for _, value in editor.method_choices()]
+    assert values == ["telea", "ns", editor.CUSTOM]
+    assert editor.default_method() == "telea"
+    assert "No trained MSL face model" in editor.default_model_notice()
+    assert editor.resolve_method("") == editor.resolve_method(None) == "telea"
+    assert editor.resolve_method("ns") == "ns"
+    assert editor.resolve_method(editor.CUSTOM, " runs/final ") == "runs/final"
+    assert editor.resolve_method("org/some-model") == "org/some-model"  # API: any checkpoint
+    assert editor.resolve_methods("telea", "", "ns") == ["telea", "ns"]
+    assert editor.resolve_methods("telea", "", "telea") == editor.resolve_methods("", "", "") == ["telea"]
+    with pytest.raises(editor.InputError, match="Enter a checkpoint"):
+        editor.resolve_method(editor.CUSTOM, "  ")
+    with pytest.raises(editor.InputError, match="'msl-face' is not part of this installation yet"):
+        editor.resolve_method("msl-face")
+
+
+def test_a_shipped_model_family_just_appears(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(editor, "SHIPPED", {"msl-face": "msl-face", "twostage-face": "twostage-face"})
+    monkeypatch.setattr(editor, "shipped_checkpoint", lambda name: tmp_path / name)
+    values = [value for _, value in editor.method_choices()]
+    assert values == ["msl-face", "twostage-face", "telea", "ns", editor.CUSTOM]
+    assert editor.default_method() == "msl-face" and editor.default_model_notice() is None
+    assert editor.method_label("twostage-face") == "twostage-face (trained model)"
+
+
+def test_model_cache_shares_loads_and_drops_the_least_recent(monkeypatch: pytest.MonkeyPatch) -> None:
+    loads: list[str] = []
+
+    def fake_load(spec: str) -> object:
+        if spec == "broken":
+            raise OSError("no model directory at 'broken'")
+        loads.append(spec)
+        return object()
+
+    monkeypatch.setattr(editor, "load_model", fake_load)
+    cache = editor.ModelCache(max_models=2, pinned="telea")
+    telea = cache.get("telea")
+    assert cache.get("telea") is telea and loads == ["telea"]
+    cache.get("a")
+    cache.get("b")  # drops "a", never the pinned default
+    assert cache.get("telea") is telea
+    cache.get("a")
+    assert loads == ["telea", "a", "b", "a"]
+    with pytest.raises(editor.InputError, match="Cannot load the method 'broken': no model directory"):
+        cache.get("broken")
+
+
+# --- one request ---------------------------------------------------------------------------------------------
+
+
+def test_sketch_request_keeps_unmasked_pixels_and_reports_progress(tmp_path: Path) -> None:
+    example = load_image(example_image_path())
+    hole = load_mask(example_mask_path(), example.size)
+    layer = np.zeros((*hole.shape, 4), np.uint8)
+    layer[hole] = editor.HOLE_RGBA
+    job = editor.job_from_sketch(example_image_path(), {"background": None, "layers": [layer], "composite": None})
+    np.testing.assert_array_equal(job.mask, hole)
+    steps: list[float] = []
+    folder = editor.new_request_dir(tmp_path)
+    out = editor.run_request(job, ["telea", "ns"], editor.ModelCache(), folder, lambda done, _: steps.append(done))
+    original = np.asarray(example)
+    for path in out.results:
+        result = np.asarray(Image.open(path))
+        assert result.shape == original.shape
+        np.testing.assert_array_equal(result[~hole], original[~hole])
+        assert (result[hole] != original[hole]).any()
+    assert [path.name for path in out.results] == ["astronaut-telea.png", "astronaut-ns.png"]
+    np.testing.assert_array_equal(np.asarray(Image.open(out.before)), original)
+    assert (np.asarray(Image.open(out.masked))[hole] == 255).all()
+    assert steps == sorted(steps) and 0 <= steps[0] and steps[-1] <= 1
+    assert out.summary.startswith("**OpenCV Telea (classic baseline)** vs **OpenCV Navier-Stokes")
+    assert "512×512 px · hole 4.8% of the photo" in out.summary
+
+
+def test_large_photo_is_downscaled_and_pasted_back(tmp_path: Path) -> None:
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    photo = _photo(tmp_path, (5000, 200), icc_profile=icc)
+    mask = _mask_file(tmp_path, (5000, 200), (2000, 50, 2400, 150))  # the mask may keep the original size
+    job = editor.job_from_files(photo, mask)
+    assert job.image.size == (4096, 164) and "downscaled to 4096×164 px" in job.notices[0]
+    path = editor.run_job(job, "telea", editor.ModelCache(), editor.new_request_dir(tmp_path))
+    with Image.open(path) as result:
+        assert result.size == (4096, 164) and result.info.get("icc_profile") == icc
+        pixels = np.asarray(result)
+    working = np.asarray(job.image)
+    np.testing.assert_array_equal(pixels[~job.mask], working[~job.mask])
+    assert (pixels[job.mask] != working[job.mask]).any()
+
+
+def test_job_messages(tmp_path: Path) -> None:
+    photo = _photo(tmp_path)
+    with pytest.raises(editor.InputError, match="Upload a mask image too"):
+        editor.job_from_files(photo, None)
+    with pytest.raises(editor.InputError, match="The mask is empty"):
+        editor.job_from_sketch(photo, {"layers": [np.zeros((48, 64, 4), np.uint8)]})
+    with pytest.raises(editor.InputError, match="covers 100% of the photo"):
+        editor.job_from_files(photo, _mask_file(tmp_path, (64, 48), (0, 0, 64, 48)))
+    with pytest.raises(editor.InputError, match="Upload a photo first"):
+        editor.job_from_sketch(None, None)
+
+
+def test_request_dirs_are_fresh_and_old_ones_are_removed(tmp_path: Path) -> None:
+    first, second = editor.new_request_dir(tmp_path), editor.new_request_dir(tmp_path)
+    assert first != second and first.is_dir() and second.is_dir()
+    old = time.time() - editor.REQUEST_DIR_MAX_AGE_S - 10
+    os.utime(first, (old, old))
+    third = editor.new_request_dir(tmp_path)
+    assert not first.exists() and second.is_dir() and third.is_dir()
+
+
+def test_a_checkpoint_folder_runs_through_the_same_request(tmp_path: Path) -> None:
+    from hf_faceinpaint import MSLInpainter
+
+    folder = tmp_path / "checkpoint"
+    MSLInpainter.from_preset("msl-tiny-128").save_pretrained(folder)  # untrained: only the plumbing is checked
+    spec = editor.resolve_method(editor.CUSTOM, str(folder))
+    job = editor.job_from_files(example_image_path(), example_mask_path())
+    cache = editor.ModelCache()
+    path = editor.run_job(job, spec, cache, editor.new_request_dir(tmp_path))
+    assert cache.get(spec) is cache.get(spec)
+    pixels, original = np.asarray(Image.open(path)), np.asarray(job.image)
+    np.testing.assert_array_equal(pixels[~job.mask], original[~job.mask])
+    assert path.name == "astronaut-checkpoint.png"

@@ -1,0 +1,98 @@
+"""Losses against hand-computed values (MSL paper eqs. 7-11; WGAN-GP)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from hf_faceinpaint.losses import (
+    LossWeights,
+    PerceptualStyleLoss,
+    discriminator_loss,
+    generator_loss,
+    gradient_penalty,
+    gram_matrix,
+    interpolate,
+    l1_loss,
+)
+
+
+def test_paper_weights_are_the_defaults() -> None:
+    weights = LossWeights()
+    assert (weights.rec, weights.perc, weights.style, weights.adv) == (1.0, 0.05, 120.0, 0.1)
+
+
+def test_l1_by_hand() -> None:
+    pred = torch.tensor([[0.5, -1.0], [0.25, 1.0]])
+    target = torch.tensor([[0.0, 0.0], [0.25, -1.0]])
+    assert l1_loss(pred, target).item() == pytest.approx((0.5 + 1.0 + 0.0 + 2.0) / 4)
+
+
+def test_gram_by_hand() -> None:
+    features = torch.tensor([[[[1.0, 2.0]], [[3.0, -1.0]]]])  # (1, C=2, H=1, W=2)
+    expected = torch.tensor([[[1 + 4, 3 - 2], [3 - 2, 9 + 1]]]) / (2 * 1 * 2)  # φφᵀ / (C·H·W)
+    torch.testing.assert_close(gram_matrix(features), expected)
+
+
+class TwoTaps(torch.nn.Module):
+    """A stand-in feature extractor with known outputs: the image itself and its 2×2 average pool."""
+
+    def forward(self, x: torch.Tensor, taps: tuple[str, ...]) -> list[torch.Tensor]:
+        return [x.clone(), torch.nn.functional.avg_pool2d(x, 2)]
+
+
+def test_perceptual_and_style_by_hand() -> None:
+    pred, target = torch.rand(2, 3, 4, 4), torch.rand(2, 3, 4, 4)
+    perceptual, style = PerceptualStyleLoss(TwoTaps(), taps=("a", "b"))(pred, target)
+    pooled = torch.nn.functional.avg_pool2d
+    expected_perc = (pred - target).abs().mean() + (pooled(pred, 2) - pooled(target, 2)).abs().mean()
+    expected_style = sum(
+        (gram_matrix(a) - gram_matrix(b)).abs().mean() for a, b in ((pred, target), (pooled(pred, 2), pooled(target, 2)))
+    )
+    torch.testing.assert_close(perceptual, expected_perc)
+    torch.testing.assert_close(style, expected_style)
+
+
+def test_perceptual_gradients_reach_only_the_prediction() -> None:
+    pred = torch.rand(1, 3, 4, 4, requires_grad=True)
+    target = torch.rand(1, 3, 4, 4, requires_grad=True)
+    perceptual, style = PerceptualStyleLoss(TwoTaps(), taps=("a", "b"))(pred, target)
+    (perceptual + style).backward()
+    assert pred.grad is not None and target.grad is None
+
+
+def test_nsgan_is_the_papers_log_loss() -> None:
+    real, fake = torch.tensor([2.0, -1.0]), torch.tensor([0.5, -3.0])
+    sigmoid = torch.sigmoid
+    expected_d = -(torch.log(sigmoid(real)).mean() + torch.log(1 - sigmoid(fake)).mean())  # eq. 10, D maximises
+    expected_g = -torch.log(sigmoid(fake)).mean()  # non-saturating generator loss
+    torch.testing.assert_close(discriminator_loss("nsgan", real, fake), expected_d)
+    torch.testing.assert_close(generator_loss("nsgan", fake), expected_g)
+
+
+def test_hinge_and_wgan_by_hand() -> None:
+    real, fake = torch.tensor([2.0, 0.5]), torch.tensor([-2.0, 0.25])
+    assert discriminator_loss("hinge", real, fake).item() == pytest.approx((0 + 0.5) / 2 + (0 + 1.25) / 2)
+    assert generator_loss("hinge", fake).item() == pytest.approx(0.875)
+    assert discriminator_loss("wgan-gp", real, fake).item() == pytest.approx(-0.875 - 1.25)
+    assert generator_loss("wgan-gp", fake).item() == pytest.approx(0.875)
+
+
+def test_unknown_adversarial_kind() -> None:
+    with pytest.raises(ValueError, match="unknown adversarial loss 'lsgan'"):
+        discriminator_loss("lsgan", torch.zeros(1), torch.zeros(1))
+    with pytest.raises(ValueError, match="unknown adversarial loss"):
+        generator_loss("lsgan", torch.zeros(1))
+
+
+def test_gradient_penalty_by_hand() -> None:
+    # D(x) = sum(w ⊙ x): its input gradient is w everywhere, so the penalty is (||w||₂ − 1)² whatever x̂ is.
+    weight = torch.full((1, 1, 2, 2), 0.25)
+    real, fake = torch.rand(3, 1, 2, 2), torch.rand(3, 1, 2, 2)
+    mixed = interpolate(real, fake)
+    assert mixed.requires_grad and ((mixed >= torch.minimum(real, fake) - 1e-6) & (mixed <= torch.maximum(real, fake) + 1e-6)).all()
+    logits = (weight * mixed).flatten(1).sum(1)
+    expected = (math.sqrt(4 * 0.25**2) - 1.0) ** 2
+    assert gradient_penalty(logits, mixed).item() == pytest.approx(expected)
