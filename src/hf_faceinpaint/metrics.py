@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,7 @@ import torch.nn.functional as F
 from numpy.typing import ArrayLike
 from torch import nn
 
-from .models.hub import CheckpointError
+from .models.hub import CheckpointError, read_state_dict
 from .models.vgg import VGG16Features
 
 PSNR_MAX_DB = 100.0
@@ -371,12 +370,7 @@ class LPIPS(nn.Module):
 
     def _load_heads(self, path: Path) -> None:
         """Load `lin{k}.model.1.weight` into `self.lins[k]`, naming missing, unexpected or mis-shaped keys."""
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:
-            raise CheckpointError(f"cannot read LPIPS head weights {path}: {err}") from err
-        if not isinstance(state, dict):
-            raise CheckpointError(f"{path} does not hold a state dict but a {type(state).__name__}")
+        state = read_state_dict(path, "LPIPS head weights", must_exist=False)
         expected = {f"lin{k}.model.1.weight": (1, c, 1, 1) for k, c in enumerate(_LPIPS_CHANNELS)}
         missing = sorted(set(expected) - set(state))
         unexpected = sorted(set(state) - set(expected))

@@ -7,16 +7,14 @@ in the layout of TreB1eN's InsightFace_Pytorch `Backbone(112, 50, mode="ir_se")`
 from __future__ import annotations
 
 import os
-import pickle
 import re
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..layers.irse import ir_se_body
-from .hub import CheckpointError, load_state_dict_strict, read_safetensors
+from .hub import CheckpointError, load_state_dict_strict, read_state_dict
 
 INPUT_SIZE = 112  # ArcFace's aligned face crops are 112×112; the body reduces them 16× to 7×7
 
@@ -61,18 +59,7 @@ class ArcFaceIRSE(nn.Module):
         Raises:
             CheckpointError: The file is missing, unreadable, or not an IR-SE ArcFace state dict.
         """
-        path = Path(path)
-        if not path.is_file():
-            raise CheckpointError(f"ArcFace weights file {path} does not exist")
-        if path.suffix == ".safetensors":
-            state = read_safetensors(path)
-        else:
-            try:
-                state = torch.load(path, map_location="cpu", weights_only=True)
-            except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:
-                raise CheckpointError(f"cannot read ArcFace weights {path}: {err}") from err
-        if not isinstance(state, dict):
-            raise CheckpointError(f"{path} does not hold a state dict but a {type(state).__name__}")
+        state = read_state_dict(path, "ArcFace weights")
         model = cls(*_architecture(state, str(path)))
         for key in model.state_dict():
             if key.endswith("num_batches_tracked") and key not in state:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 from dataclasses import asdict
 from importlib import resources
@@ -61,6 +62,32 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"cannot read weights file {path}: {err}") from err
+
+
+def read_state_dict(path: str | os.PathLike, what: str, must_exist: bool = True) -> dict[str, torch.Tensor]:
+    """A state dict from a `.safetensors` file or a torch file read with `weights_only=True` (never a full unpickle).
+
+    Args:
+        path: The weights file.
+        what: What the file holds, for error messages (e.g. "VGG16 weights").
+        must_exist: Check first that the file exists, with its own message.
+
+    Raises:
+        CheckpointError: Missing, unreadable, or not a state dict.
+    """
+    path = Path(path)
+    if must_exist and not path.is_file():
+        raise CheckpointError(f"{what} file {path} does not exist")
+    if path.suffix == ".safetensors":
+        state = read_safetensors(path)
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:
+            raise CheckpointError(f"cannot read {what} file {path}: {err}") from err
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} does not hold a state dict but a {type(state).__name__}")
+    return state
 
 
 def save_safetensors_atomic(state_dict: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:

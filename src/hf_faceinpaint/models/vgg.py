@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
 from pathlib import Path
 from typing import Literal, get_args
 
 import torch
 from torch import nn
 
-from .hub import CheckpointError, load_state_dict_strict, read_safetensors
+from .hub import CheckpointError, load_state_dict_strict, read_state_dict
 
 Normalization = Literal["imagenet", "lpips", "caffe"]
 
@@ -172,17 +171,7 @@ class VGG16Features(nn.Module):
             CheckpointError: The file cannot be read or its keys do not match.
         """
         path = Path(path)
-        if not path.is_file():
-            raise CheckpointError(f"VGG16 weights file {path} does not exist")
-        if path.suffix == ".safetensors":
-            state_dict = read_safetensors(path)
-        else:
-            try:
-                state_dict = torch.load(path, map_location="cpu", weights_only=True)
-            except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:
-                raise CheckpointError(f"cannot read VGG16 weights file {path}: {err}") from err
-        if not isinstance(state_dict, dict):
-            raise CheckpointError(f"{path} does not hold a state dict but a {type(state_dict).__name__}")
+        state_dict = read_state_dict(path, "VGG16 weights")
         if imagenet_weights is None:
             imagenet_weights = _sha256(path).startswith(_TORCHVISION_VGG16_SHA256_PREFIX)
         return cls.from_state_dict(state_dict, normalization, str(path), imagenet_weights=imagenet_weights)
