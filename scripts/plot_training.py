@@ -1,6 +1,6 @@
 """Plot a training run's loss and validation curves from its metrics.jsonl.
 
-    python scripts/plot_training.py RUN_DIR [--out RUN_DIR/curves.png]
+    python scripts/plot_training.py RUN_DIR [--out RUN_DIR/curves.png] [--mark STEP ...]
 
 Top row: the discriminator and generator losses and the generator's loss terms (log scale, smoothed).
 Bottom row: validation PSNR, SSIM and L1 of the EMA generator, with OpenCV Telea on the same pairs as a dashed line.
@@ -32,10 +32,13 @@ def main() -> None:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--window", type=int, default=20, help="moving-average window over logged points")
+    parser.add_argument("--mark", type=int, action="append", default=[], help="step to mark with a vertical line, "
+                        "e.g. where a run resumed with other settings (repeatable)")
     args = parser.parse_args()
     records = [json.loads(line) for line in (args.run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    losses = [r for r in records if "loss/g" in r]
-    vals = [r for r in records if "val/psnr" in r]
+    # One record per step, the last one written (runs from before `truncate_metrics` repeat steps after a resume).
+    losses = sorted({r["step"]: r for r in records if "loss/g" in r}.values(), key=lambda r: r["step"])
+    vals = sorted({r["step"]: r for r in records if "val/psnr" in r}.values(), key=lambda r: r["step"])
     telea = next((r for r in records if "val/telea_psnr" in r), None)
 
     fig, axes = plt.subplots(2, 3, figsize=(15, 8))
@@ -54,6 +57,9 @@ def main() -> None:
         ax.set_title(f"validation {metric.upper()}" + (" (lower is better)" if metric == "l1" else ""))
         ax.set_xlabel("step")
         ax.legend()
+    for ax in axes.flat:
+        for step in args.mark:
+            ax.axvline(step, color="black", linestyle=":", linewidth=1)
     fig.suptitle(f"{args.run_dir.name}: {steps.max() if len(steps) else 0} steps")
     fig.tight_layout()
     out = args.out or args.run_dir / "curves.png"

@@ -22,3 +22,13 @@ def shared_dir() -> Path:
     if not (SHARED / "data").is_dir():
         pytest.skip("../shared is not present")
     return SHARED
+
+
+@pytest.fixture
+def no_shipped_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pretend this installation has no shipped trained checkpoint (as before `msl-face` was trained)."""
+    from hf_faceinpaint import cli, editor
+    from hf_faceinpaint.models import registry
+
+    for module in (registry, cli, editor):
+        monkeypatch.setattr(module, "shipped_checkpoint", lambda name: None)

@@ -12,6 +12,7 @@ from PIL import Image
 
 from hf_faceinpaint import MSLInpainter
 from hf_faceinpaint.cli import main
+from hf_faceinpaint.models.registry import shipped_checkpoint
 
 
 def _write_pair(folder: Path, stem: str, size: tuple[int, int] = (48, 40), ext: str = ".png") -> tuple[Path, Path]:
@@ -49,7 +50,17 @@ def test_inpaint_writes_the_result(tmp_path: Path, capsys: pytest.CaptureFixture
     np.testing.assert_array_equal(result[~hole], source[~hole])
 
 
-def test_default_model_says_telea(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_default_model_is_the_shipped_msl_face(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    image, mask = _write_pair(tmp_path, "face")
+    assert main(["inpaint", "--image", str(image), "--mask", str(mask), "--out", str(tmp_path / "o.png")]) == 0
+    captured = capsys.readouterr()
+    assert f"method: msl-face (shipped checkpoint: {shipped_checkpoint('msl-face')})" in captured.out
+    assert "Warning" not in captured.err
+
+
+def test_default_model_says_telea_without_shipped_weights(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], no_shipped_model: None
+) -> None:
     image, mask = _write_pair(tmp_path, "face")
     assert main(["inpaint", "--image", str(image), "--mask", str(mask), "--out", str(tmp_path / "o.png")]) == 0
     captured = capsys.readouterr()

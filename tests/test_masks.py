@@ -6,6 +6,7 @@ import os
 import pickle
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -96,6 +97,25 @@ def test_irregular_mask_bucket_non_square_and_small() -> None:
         for bucket in [(0.0, 0.1), (0.5, 0.6)]:
             mask = irregular_mask(size, rng, bucket)
             assert in_range(hole_ratio(mask), bucket)
+
+
+def _components(mask: np.ndarray) -> int:
+    return cv2.connectedComponents(mask.astype(np.uint8))[0] - 1  # minus the background label
+
+
+def test_speck_clusters_add_small_isolated_holes_within_the_bucket() -> None:
+    plain = [irregular_mask(128, np.random.default_rng(i), (0.1, 0.2)) for i in range(20)]
+    specked = [irregular_mask(128, np.random.default_rng(i), (0.1, 0.2), speck_share=0.5) for i in range(20)]
+    assert all(in_range(hole_ratio(m), (0.1, 0.2)) for m in specked)
+    assert np.mean([_components(m) for m in specked]) > 3 * np.mean([_components(m) for m in plain])
+    # speck_share = 0 leaves the masks of the same seed exactly as before; a share of 1 draws only speck clusters
+    for i, mask in enumerate(plain):
+        assert np.array_equal(mask, irregular_mask(128, np.random.default_rng(i), (0.1, 0.2), speck_share=0.0))
+    only_specks = irregular_mask(128, np.random.default_rng(0), (0.0, 0.1), speck_share=1.0)
+    sizes = cv2.connectedComponentsWithStats(only_specks.astype(np.uint8))[2][1:, cv2.CC_STAT_AREA]
+    assert sizes.min() <= 16 and np.median(sizes) < 64  # 2-6 px squares and dots, some merged
+    untargeted = irregular_mask(128, np.random.default_rng(0), speck_share=1.0)
+    assert _components(untargeted) > _components(irregular_mask(128, np.random.default_rng(0)))
 
 
 def test_irregular_mask_errors(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -201,6 +221,10 @@ def test_generator_errors() -> None:
         MaskGenerator(seed=-1)
     with pytest.raises(ValueError, match="index"):
         MaskGenerator()(-1)
+    with pytest.raises(ValueError, match=r"speck_share must lie in \[0, 1\], got 1.5"):
+        MaskGenerator(speck_share=1.5)
+    with pytest.raises(ValueError, match="speck_share"):
+        irregular_mask(64, np.random.default_rng(0), speck_share=-0.1)
 
 
 # --- mask folders ----------------------------------------------------------------------------------------------

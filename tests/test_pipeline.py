@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 from PIL import Image, ImageCms
 
 from hf_faceinpaint import ClassicInpainter, MSLInpainter
+from hf_faceinpaint.models.registry import load_model
 from hf_faceinpaint.pipeline import crop_box, extract_crop, inpaint, resize_mask, uncrop
 
 
@@ -127,7 +129,18 @@ def test_dtype_selection(dtype: torch.dtype) -> None:
     _assert_only_hole_changed(result, photo, mask)
 
 
-def test_default_model_warns_and_uses_telea() -> None:
+def test_default_model_is_the_shipped_msl_face() -> None:
+    photo, mask = _photo(40, 50), _hole(40, 50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = inpaint(photo, mask)
+    expected = inpaint(photo, mask, model=load_model("msl-face"))
+    np.testing.assert_array_equal(np.asarray(result), np.asarray(expected))
+    assert not np.array_equal(np.asarray(result), ClassicInpainter("telea")(photo, mask))
+    _assert_only_hole_changed(result, photo, mask)
+
+
+def test_default_model_warns_and_uses_telea_without_shipped_weights(no_shipped_model: None) -> None:
     photo, mask = _photo(40, 50), _hole(40, 50)
     with pytest.warns(UserWarning, match="Telea"):
         result = inpaint(photo, mask)

@@ -34,6 +34,9 @@ _STROKE_WIDTH = (0.04, 0.12)  # brush width, fraction of the shorter image side
 _STROKE_TURN = 2 * math.pi / 5  # largest heading change between two segments
 _BLOB_RADIUS = (0.04, 0.18)  # ellipse half-axes / polygon radius, fraction of the shorter side
 _BLOB_PROBABILITY = 0.2  # share of blobs among the shapes drawn
+_SPECK_SIDE = (0.015, 0.05)  # speck side / diameter, fraction of the shorter side
+_SPECK_COUNT = (3, 12)  # specks per cluster
+_SPECK_SPREAD = 0.12  # standard deviation of speck positions around the cluster centre, fraction of the shorter side
 _SHRINK = 0.7  # shape scale factor after a shape overshot the target ratio
 _MAX_SHAPES = 2000  # shapes drawn (kept or discarded) before a targeted mask gives up
 
@@ -149,28 +152,49 @@ def _draw_blob(canvas: np.ndarray, rng: np.random.Generator, scale: float) -> No
     cv2.fillPoly(canvas, [np.round(points).astype(np.int32)], 1)
 
 
-def _draw_shape(canvas: np.ndarray, rng: np.random.Generator, scale: float) -> None:
-    """Draw a stroke or, less often, a blob."""
-    if rng.random() < _BLOB_PROBABILITY:
+def _draw_specks(canvas: np.ndarray, rng: np.random.Generator, scale: float) -> None:
+    """Draw a cluster of small squares and dots onto a uint8 canvas, in place: the fragmented holes of the NVIDIA
+    masks, or a user dabbing out blemishes."""
+    height, width = canvas.shape
+    short = min(height, width)
+    cx, cy = rng.uniform(0, width - 1), rng.uniform(0, height - 1)
+    for _ in range(rng.integers(_SPECK_COUNT[0], _SPECK_COUNT[1] + 1)):
+        x = int(np.clip(rng.normal(cx, _SPECK_SPREAD * short), 0, width - 1))
+        y = int(np.clip(rng.normal(cy, _SPECK_SPREAD * short), 0, height - 1))
+        side = max(1, round(rng.uniform(*_SPECK_SIDE) * short * scale))
+        if rng.random() < 0.5:
+            cv2.rectangle(canvas, (x, y), (x + side - 1, y + side - 1), 1, -1)
+        else:
+            cv2.circle(canvas, (x, y), side // 2, 1, -1)
+
+
+def _draw_shape(canvas: np.ndarray, rng: np.random.Generator, scale: float, speck_share: float = 0.0) -> None:
+    """Draw a stroke or, less often, a blob; with `speck_share` > 0, that share of the shapes are speck clusters."""
+    if speck_share > 0 and rng.random() < speck_share:
+        _draw_specks(canvas, rng, scale)
+    elif rng.random() < _BLOB_PROBABILITY:
         _draw_blob(canvas, rng, scale)
     else:
         _draw_stroke(canvas, rng, scale)
 
 
 def irregular_mask(
-    size: Size, rng: np.random.Generator, ratio_range: tuple[float, float] | None = None
+    size: Size, rng: np.random.Generator, ratio_range: tuple[float, float] | None = None, speck_share: float = 0.0
 ) -> np.ndarray:
-    """A free-form mask of thick random brush strokes and a few elliptical / polygonal blobs.
+    """A free-form mask of thick random brush strokes and a few elliptical / polygonal blobs, optionally with
+    clusters of small specks.
 
-    Without `ratio_range`, 1-5 strokes and 0-1 blobs are drawn (at 256²: holes of 0.7-59%, mean 20%).
-    With it, a stopping level is drawn uniformly in (lo, hi] and shapes are added one at a time until the hole
-    ratio reaches it; a shape that would push the ratio above `hi` is discarded and the following shapes are
-    drawn smaller.
+    Without `ratio_range`, 1-5 strokes and 0-1 blobs are drawn (at 256²: holes of 0.7-59%, mean 20%), plus one
+    speck cluster with probability `speck_share`. With it, a stopping level is drawn uniformly in (lo, hi] and
+    shapes are added one at a time until the hole ratio reaches it; a shape that would push the ratio above `hi` is
+    discarded and the following shapes are drawn smaller.
 
     Args:
         size: Mask size, an int or (height, width).
         rng: Random generator; the mask is a pure function of its state.
         ratio_range: Optional (lo, hi) target: the hole ratio of the result lies in (lo, hi].
+        speck_share: Probability in [0, 1] that a shape is a cluster of small squares and dots (0: strokes and
+            blobs only, the masks of earlier versions for the same seed).
 
     Returns:
         (H, W) bool array, True = hole.
@@ -179,6 +203,8 @@ def irregular_mask(
         ValueError: Bad size or range, or no pixel count of this size gives a ratio in (lo, hi].
         RuntimeError: The target was not reached within the shape budget.
     """
+    if not 0.0 <= speck_share <= 1.0:
+        raise ValueError(f"speck_share must lie in [0, 1], got {speck_share!r}")
     height, width = _hw(size)
     canvas = np.zeros((height, width), np.uint8)
     if ratio_range is None:
@@ -186,6 +212,8 @@ def irregular_mask(
             _draw_stroke(canvas, rng, 1.0)
         for _ in range(rng.integers(0, 2)):
             _draw_blob(canvas, rng, 1.0)
+        if speck_share > 0 and rng.random() < speck_share:
+            _draw_specks(canvas, rng, 1.0)
         return canvas.astype(bool)
 
     lo, hi = _check_range(ratio_range)
@@ -201,7 +229,7 @@ def irregular_mask(
     count, scale = 0, 1.0
     for _ in range(_MAX_SHAPES):
         trial = canvas.copy()
-        _draw_shape(trial, rng, scale)
+        _draw_shape(trial, rng, scale, speck_share)
         trial_count = np.count_nonzero(trial)
         if trial_count / total > hi:
             scale *= _SHRINK  # overshoot: drop this shape, make the next ones smaller
@@ -306,6 +334,7 @@ class MaskGenerator:
         size: Size = 128,
         buckets: Sequence[Sequence[float]] | str | None = None,
         seed: int = 0,
+        speck_share: float = 0.0,
     ) -> None:
         """Args:
         kind: "irregular", "square" or "mixed".
@@ -313,6 +342,8 @@ class MaskGenerator:
         buckets: Hole-ratio ranges (lo, hi] to cycle through, or a string for `parse_buckets`; None for
             untargeted masks.
         seed: Non-negative base seed.
+        speck_share: Irregular masks only: probability in [0, 1] that a shape is a cluster of small specks
+            (see `irregular_mask`).
 
         Raises:
             ValueError: Unknown kind, bad size, seed or bucket, or a bucket no square of this size can hit.
@@ -321,7 +352,10 @@ class MaskGenerator:
             raise ValueError(f"unknown mask kind {kind!r}; use 'irregular', 'square' or 'mixed'")
         if not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        if not 0.0 <= speck_share <= 1.0:
+            raise ValueError(f"speck_share must lie in [0, 1], got {speck_share!r}")
         self.kind = kind
+        self.speck_share = float(speck_share)
         self.size = _hw(size)
         self.seed = int(seed)
         if isinstance(buckets, str):
@@ -362,7 +396,7 @@ class MaskGenerator:
         bucket = None if self.buckets is None else self.buckets[slot]
         kind = self.kind if self.kind != "mixed" else ("irregular" if rng.random() < 0.5 else "square")
         if kind == "irregular":
-            return irregular_mask(self.size, rng, bucket)
+            return irregular_mask(self.size, rng, bucket, self.speck_share)
         return square_mask(self.size, int(rng.choice(self._square_sides[slot])), center=False, rng=rng)
 
 

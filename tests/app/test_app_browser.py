@@ -101,7 +101,7 @@ def test_paint_inpaint_download_in_chromium(sync_playwright: Any, app_url: str, 
             with page.expect_download() as download_info:
                 page.click("#download")
             download = download_info.value
-            assert download.suggested_filename == "astronaut-telea.png"
+            assert download.suggested_filename == "astronaut-msl-face.png"  # the shipped default model
             result = np.asarray(Image.open(download.path()).convert("RGB"))
             page.locator("button", has_text="Masked input").click()
             masked = _image_from(page, "#masked")

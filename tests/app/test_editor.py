@@ -189,7 +189,15 @@ def test_editor_value_shows_large_photos_smaller(tmp_path: Path) -> None:
 # --- methods -------------------------------------------------------------------------------------------------
 
 
-def test_method_list_without_a_trained_model() -> None:
+def test_method_list_with_the_shipped_model() -> None:
+    values = [value for _, value in editor.method_choices()]
+    assert values == ["msl-face", "telea", "ns", editor.CUSTOM]
+    assert editor.default_method() == "msl-face" and editor.default_model_notice() is None
+    assert editor.resolve_method("") == editor.resolve_method(None) == "msl-face"
+    assert editor.method_label("msl-face") == "MSL face model"
+
+
+def test_method_list_without_a_trained_model(no_shipped_model: None) -> None:
     values = [value for _, value in editor.method_choices()]
     assert values == ["telea", "ns", editor.CUSTOM]
     assert editor.default_method() == "telea"

@@ -54,6 +54,8 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path: Path, face_folder: Pa
     straight, split = loss_records(tmp_path / "straight"), loss_records(tmp_path / "split")
     for step in (3, 4, 5, 6):
         assert split[step] == straight[step], f"step {step} differs after resuming"
+    logged = [json.loads(line) for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged if "loss/g" in r] == [1, 2, 3, 4, 5, 6]  # steps 3 and 4 are not logged twice
     a, b = load_file(tmp_path / "straight" / "final" / "model.safetensors"), load_file(tmp_path / "split" / "final" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -109,6 +111,7 @@ def test_config_file_with_flag_override(tmp_path: Path, face_folder: Path, vgg_f
         ({"dataset": "/nonexistent/*.parquet"}, "no Parquet files match"),
         ({"mixed_precision": "fp8"}, "--mixed-precision must be"),
         ({"resolution": 36}, "not a multiple of 8"),
+        ({"mask_specks": 1.5}, "--mask-specks must lie in [0, 1], got 1.5"),
     ],
 )
 def test_bad_settings_exit_with_a_clear_error(

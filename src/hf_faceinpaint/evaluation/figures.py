@@ -64,7 +64,7 @@ def metric_plot(report: dict[str, Any], key: str, path: str | os.PathLike) -> No
 
 
 def example_grid(rows: Sequence[ExampleRow], path: str | os.PathLike) -> None:
-    """A grid: per row one pair, columns masked input (hole white), each method's output, ground truth.
+    """A grid: per row one pair, columns masked input (hole white), the mask, each method's output, ground truth.
 
     Args:
         rows: The example rows (all with the same methods).
@@ -75,11 +75,11 @@ def example_grid(rows: Sequence[ExampleRow], path: str | os.PathLike) -> None:
     """
     if not rows:
         raise ValueError("no example rows to draw")
-    columns = ["masked input", *rows[0].outputs, "ground truth"]
+    columns = ["masked input", "mask", *rows[0].outputs, "ground truth"]
     figure = Figure(figsize=(_CELL_INCHES * len(columns), (_CELL_INCHES + 0.3) * len(rows)), layout="constrained")
     grid = figure.subplots(len(rows), len(columns), squeeze=False)
     for r, row in enumerate(rows):
-        pictures = [row.masked, *row.outputs.values(), row.ground_truth]
+        pictures = [row.masked, row.mask, *row.outputs.values(), row.ground_truth]
         for c, picture in enumerate(pictures):
             axes = grid[r, c]
             axes.imshow(picture, interpolation="nearest")

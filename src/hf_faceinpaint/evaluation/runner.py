@@ -79,6 +79,7 @@ class ExampleRow:
         image: Image name.
         bucket: Bucket title.
         masked: The input shown to the methods, hole pixels white, (R, R, 3) uint8.
+        mask: The hole, white on black, (R, R, 3) uint8.
         ground_truth: (R, R, 3) uint8.
         outputs: Method label -> its composited output, (R, R, 3) uint8.
     """
@@ -86,6 +87,7 @@ class ExampleRow:
     image: str
     bucket: str
     masked: np.ndarray
+    mask: np.ndarray
     ground_truth: np.ndarray
     outputs: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -242,7 +244,9 @@ def _score_pairs(
             for k, p in enumerate(chunk):
                 if p in wanted:
                     masked = np.where(holes[k][..., None], np.uint8(255), truth[k])  # hole shown white
-                    shown[p] = ExampleRow(images.names[pairs[p].image], titles[pairs[p].bucket], masked, truth[k])
+                    mask = np.repeat(holes[k][..., None].astype(np.uint8) * 255, 3, axis=-1)  # (R, R, 3)
+                    name, title = images.names[pairs[p].image], titles[pairs[p].bucket]
+                    shown[p] = ExampleRow(name, title, masked, mask, truth[k])
             for method in methods:
                 output = run_method(method, truth, holes)  # (B, R, R, 3)
                 for key, batch in scorer.score(output, truth).items():

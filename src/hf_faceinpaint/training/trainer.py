@@ -74,6 +74,20 @@ def write_metrics(path: Path, record: dict[str, Any]) -> None:
         file.write(json.dumps(record) + "\n")
 
 
+def truncate_metrics(path: Path, step: int) -> None:
+    """Drop the records logged after `step` (by a run that stopped after its last checkpoint), so a resumed run
+    does not log those steps twice. Rewritten through a temporary file renamed into place."""
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
+    if len(kept) == len(lines):
+        return
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def gan_step(
     accelerator,
     generator: torch.nn.Module,
@@ -212,7 +226,8 @@ def train(config: TrainConfig) -> TrainResult:
     # ---- models and optimizers (Adam, as in both papers)
     model = task.build(architecture)
     resolution = architecture.resolution
-    masks = MaskGenerator(config.mask_kind, resolution, parse_buckets(config.mask_buckets) if config.mask_buckets else None, config.seed)
+    buckets = parse_buckets(config.mask_buckets) if config.mask_buckets else None
+    masks = MaskGenerator(config.mask_kind, resolution, buckets, config.seed, speck_share=config.mask_specks)
     val_images = val_masks = None
     if config.val_dataset and accelerator.is_main_process:
         val_images = load_fixed_set(config.val_dataset, config.val_count, resolution, config.image_column, config.val_split)
@@ -237,6 +252,7 @@ def train(config: TrainConfig) -> TrainResult:
 
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
+        truncate_metrics(output_dir / "metrics.jsonl", step)
         accelerator.init_trackers("hf-faceinpaint", config={k: v if v is not None else "" for k, v in vars(config).items()})
         if val_images is not None and step == 0:
             telea = score(telea_outputs(val_images, val_masks), val_images)

@@ -1,0 +1,74 @@
+"""The trained default model `msl-face` that ships as package data: its files, strict loading, its card, and (when
+../shared is beside the clone) that it still beats OpenCV Telea on real faces with the NVIDIA masks."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from importlib import resources
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from hf_faceinpaint import MSLInpainter
+from hf_faceinpaint.evaluation.runner import EvalConfig, evaluate
+from hf_faceinpaint.models.registry import DEFAULT_MODEL, load_model, preset_config, shipped_checkpoint
+
+MAX_BYTES = 20 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def folder() -> Path:
+    path = shipped_checkpoint(DEFAULT_MODEL)
+    assert path is not None, "the msl-face weights are missing from the package data"
+    return path
+
+
+def test_files_are_small_float16_safetensors(folder: Path) -> None:
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+    assert sum(p.stat().st_size for p in folder.iterdir()) <= MAX_BYTES
+    with safe_open(str(folder / "model.safetensors"), framework="pt") as weights:
+        dtypes = {weights.get_slice(key).get_dtype() for key in weights.keys()}
+    assert dtypes == {"F16", "I64"}  # float weights in float16; BN's num_batches_tracked stays int64
+
+
+def test_default_model_loads_strictly_in_float32(folder: Path) -> None:
+    model = load_model(None)
+    assert isinstance(model, MSLInpainter) and not model.training
+    assert asdict(model.config) == asdict(preset_config("msl-tiny-128"))
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    image, mask = torch.zeros(1, 3, 128, 128), torch.zeros(1, 1, 128, 128)
+    mask[..., 40:80, 50:90] = 1
+    with torch.inference_mode():
+        out = model(image, mask)  # (1, 3, 128, 128)
+    assert out.shape == image.shape and torch.isfinite(out).all()
+
+
+def test_model_card_ships_with_the_package() -> None:
+    card = resources.files("hf_faceinpaint").joinpath("model_cards", "msl-face.md").read_text(encoding="utf-8")
+    assert card.startswith("---\n") and "license: other\nlicense_name: non-commercial-research" in card
+    for needle in ("non-commercial", "configs/msl-tiny-128-faces128.yaml", "accelerate launch", "| Metric | Method |"):
+        assert needle in card
+    assert not {"TRAINING_RECIPE", "EVALUATION_SECTION", "MAX_STEPS"} & set(card.split())  # every section written
+
+
+def test_beats_telea_on_real_faces(shared_dir: Path, tmp_path: Path) -> None:
+    """The first 64 faces128 val faces with the NVIDIA masks of each bucket, at 128²: higher PSNR and SSIM and
+    lower L1 than Telea on the same pairs in every bucket."""
+    config = EvalConfig(
+        images=str(shared_dir / "data/faces128/val-00000.parquet"),
+        masks=str(shared_dir / "data/masks/nvidia_irregular_test"),
+        methods=["msl-face", "telea"],
+        resolution=128,
+        limit=64,
+        device="cpu",
+        fid=False,
+        lpips=False,
+    )
+    results = evaluate(config, progress=False).report["results"]
+    for bucket in ("10-20", "20-30", "30-40", "40-50"):
+        ours, telea = results["msl-face"][bucket], results["telea"][bucket]
+        assert ours["psnr"]["mean"] > telea["psnr"]["mean"], bucket
+        assert ours["ssim"]["mean"] > telea["ssim"]["mean"], bucket
+        assert ours["l1"]["mean"] < telea["l1"]["mean"], bucket
