@@ -27,6 +27,7 @@ BUCKETS: list[Bucket] = [(0.0, 0.1), (0.1, 0.2), (0.2, 0.3), (0.3, 0.4), (0.4, 0
 
 MASK_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 POLARITIES = ("white-hole", "black-hole")
+MASK_KINDS = ("irregular", "square", "mixed", "face")
 
 # Free-form strokes, after DeepFill v2's generator; lengths are relative to the image (scaled by `scale`).
 _STROKE_VERTICES = (4, 12)
@@ -319,25 +320,127 @@ def random_rectangle_mask(
     return mask
 
 
+#: Face-part boxes on an aligned face frame, as fractions (top, bottom, left, right) of the frame: the
+#: `--mask-mode parts` protocol of `evaluate`, i.e. what a user paints over. Measured on CelebA-HQ (256²) and the
+#: faces128 crops, which place the eyes at 36-56 % of the height and the mouth at 64-84 %.
+FACE_PARTS: dict[str, tuple[float, float, float, float]] = {
+    "eyes": (0.36, 0.56, 0.20, 0.80),
+    "nose": (0.45, 0.68, 0.38, 0.62),
+    "mouth": (0.64, 0.84, 0.30, 0.70),
+    "half-face": (0.0, 1.0, 0.0, 0.5),
+}
+# Training parts: the evaluation boxes plus one eye, the lower face and the other half, drawn with jitter.
+_TRAINING_PARTS: dict[str, tuple[float, float, float, float]] = {
+    **FACE_PARTS,
+    "left-eye": (0.34, 0.56, 0.16, 0.52),
+    "right-eye": (0.34, 0.56, 0.48, 0.84),
+    "lower-face": (0.58, 1.0, 0.12, 0.88),
+    "right-half-face": (0.0, 1.0, 0.5, 1.0),
+}
+_PART_SHIFT = 0.06  # standard deviation of a training box's centre shift, fraction of the frame
+_PART_SCALE = (0.8, 1.3)  # range of a training box's size factor
+# LaMa-style thick masks ("thick" irregular strokes and boxes of its MixedMaskGenerator), fractions of the side.
+_THICK_WIDTH = (0.08, 0.3)
+_THICK_BOX = (0.15, 0.6)
+# The "face" kind's mixture: face parts, thick masks, and the free-form strokes / blobs / specks of "irregular".
+FACE_MIX = {"part": 0.4, "thick": 0.3, "irregular": 0.3}
+
+
+def part_mask(
+    size: Size, part: str, rng: np.random.Generator | None = None
+) -> np.ndarray:
+    """The hole over a face part of an aligned face frame (`FACE_PARTS`; in training also "left-eye", "right-eye",
+    "lower-face", "right-half-face").
+
+    Args:
+        size: Mask size, an int or (height, width).
+        part: The part's name.
+        rng: With a generator, the box is jittered as in training: its centre shifted (σ = 6 % of the frame) and its
+            size scaled by 0.8-1.3. Without, the exact evaluation box.
+
+    Returns:
+        (H, W) bool array, True = hole.
+    """
+    if part not in _TRAINING_PARTS:
+        raise ValueError(f"unknown face part {part!r}; use one of {', '.join(_TRAINING_PARTS)}")
+    height, width = _hw(size)
+    top, bottom, left, right = _TRAINING_PARTS[part]
+    if rng is not None:
+        scale = rng.uniform(*_PART_SCALE)
+        cy, cx = (top + bottom) / 2 + rng.normal(0, _PART_SHIFT), (left + right) / 2 + rng.normal(0, _PART_SHIFT)
+        half_h, half_w = (bottom - top) * scale / 2, (right - left) * scale / 2
+        top, bottom, left, right = cy - half_h, cy + half_h, cx - half_w, cx + half_w
+    rows = slice(max(0, round(top * height)), min(height, max(round(bottom * height), round(top * height) + 1)))
+    cols = slice(max(0, round(left * width)), min(width, max(round(right * width), round(left * width) + 1)))
+    mask = np.zeros((height, width), bool)
+    mask[rows, cols] = True
+    if not mask.any():  # jittered off the frame: fall back to the exact box
+        return part_mask(size, part)
+    return mask
+
+
+def thick_mask(size: Size, rng: np.random.Generator) -> np.ndarray:
+    """A LaMa-style thick mask: 1-4 wide brush strokes or 1-3 large boxes (half the draws each).
+
+    Args:
+        size: Mask size, an int or (height, width).
+        rng: Random generator.
+
+    Returns:
+        (H, W) bool array, True = hole.
+    """
+    height, width = _hw(size)
+    short = min(height, width)
+    canvas = np.zeros((height, width), np.uint8)
+    if rng.random() < 0.5:
+        for _ in range(rng.integers(1, 5)):
+            brush = max(1, round(rng.uniform(*_THICK_WIDTH) * short))
+            points = [(rng.uniform(0, width), rng.uniform(0, height)) for _ in range(rng.integers(2, 5))]
+            for (x0, y0), (x1, y1) in zip(points, points[1:]):
+                cv2.line(canvas, (round(x0), round(y0)), (round(x1), round(y1)), 1, brush)
+                cv2.circle(canvas, (round(x1), round(y1)), brush // 2, 1, -1)
+    else:
+        for _ in range(rng.integers(1, 4)):
+            box_h = max(1, round(rng.uniform(*_THICK_BOX) * height))
+            box_w = max(1, round(rng.uniform(*_THICK_BOX) * width))
+            top, left = int(rng.integers(0, height - box_h + 1)), int(rng.integers(0, width - box_w + 1))
+            canvas[top : top + box_h, left : left + box_w] = 1
+    if canvas.all():  # nothing left to inpaint from
+        canvas[: height // 2] = 0
+    return canvas.astype(bool)
+
+
+def face_mix_mask(size: Size, rng: np.random.Generator, speck_share: float = 0.0) -> np.ndarray:
+    """A training mask that forces face semantics: a jittered face-part box (40 %), a thick mask (30 %) or a
+    free-form `irregular_mask` (30 %)."""
+    draw = rng.random()
+    if draw < FACE_MIX["part"]:
+        return part_mask(size, str(rng.choice(list(_TRAINING_PARTS))), rng)
+    if draw < FACE_MIX["part"] + FACE_MIX["thick"]:
+        return thick_mask(size, rng)
+    return irregular_mask(size, rng, None, speck_share)
+
+
 class MaskGenerator:
     """Seeded training masks: `generator(index)` is a pure function of (seed, index), so every data-loader
     worker, rank or resumed run produces the same mask for the same sample index.
 
     Kinds: "irregular" (`irregular_mask`), "square" (a square at a random position; side 1/4-1/2 of the shorter
-    image side, or any side whose ratio lies in the bucket), "mixed" (either, with equal probability per index).
+    image side, or any side whose ratio lies in the bucket), "mixed" (either, with equal probability per index),
+    "face" (`face_mix_mask`: face parts, thick masks and free-form strokes; buckets do not apply).
     With buckets, index i targets bucket ``buckets[i % len(buckets)]``, so consecutive indices cycle through them.
     """
 
     def __init__(
         self,
-        kind: Literal["irregular", "square", "mixed"] = "irregular",
+        kind: Literal["irregular", "square", "mixed", "face"] = "irregular",
         size: Size = 128,
         buckets: Sequence[Sequence[float]] | str | None = None,
         seed: int = 0,
         speck_share: float = 0.0,
     ) -> None:
         """Args:
-        kind: "irregular", "square" or "mixed".
+        kind: "irregular", "square", "mixed" or "face".
         size: Mask size, an int or (height, width).
         buckets: Hole-ratio ranges (lo, hi] to cycle through, or a string for `parse_buckets`; None for
             untargeted masks.
@@ -348,8 +451,10 @@ class MaskGenerator:
         Raises:
             ValueError: Unknown kind, bad size, seed or bucket, or a bucket no square of this size can hit.
         """
-        if kind not in ("irregular", "square", "mixed"):
-            raise ValueError(f"unknown mask kind {kind!r}; use 'irregular', 'square' or 'mixed'")
+        if kind not in MASK_KINDS:
+            raise ValueError(f"unknown mask kind {kind!r}; use one of {', '.join(MASK_KINDS)}")
+        if kind == "face" and buckets is not None:
+            raise ValueError("mask kind 'face' draws face parts and thick masks; hole-ratio buckets do not apply")
         if not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {seed!r}")
         if not 0.0 <= speck_share <= 1.0:
@@ -372,7 +477,7 @@ class MaskGenerator:
                 np.array([s for s in range(1, short + 1) if lo < s * s / (height * width) <= hi])
                 for lo, hi in self.buckets
             ]
-        if kind != "irregular":
+        if kind in ("square", "mixed"):
             for sides, bucket in zip(self._square_sides, self.buckets or [None]):
                 if sides.size == 0:
                     raise ValueError(f"no square in a {height}x{width} mask has a hole ratio in {bucket}")
@@ -394,6 +499,8 @@ class MaskGenerator:
         rng = np.random.default_rng([self.seed, int(index)])
         slot = 0 if self.buckets is None else index % len(self.buckets)
         bucket = None if self.buckets is None else self.buckets[slot]
+        if self.kind == "face":
+            return face_mix_mask(self.size, rng, self.speck_share)
         kind = self.kind if self.kind != "mixed" else ("irregular" if rng.random() < 0.5 else "square")
         if kind == "irregular":
             return irregular_mask(self.size, rng, bucket, self.speck_share)

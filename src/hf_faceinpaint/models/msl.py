@@ -19,6 +19,7 @@ from torch import nn
 from ..layers import ChannelSemanticLearning, ContextualAttention, GatedConv2d, GatedUpConv2d
 from .discriminator import PatchDiscriminator
 from .hub import REPO_URL, HubModelMixin, model_card_template
+from .prior import FacePrior
 
 
 @dataclass
@@ -37,6 +38,15 @@ class MSLConfig:
         attention_softmax_scale: Softmax scale lambda of eq. 5 (10, as in DeepFill).
         attention_rate: Match patches at 1/rate of the bottleneck resolution to bound memory (1 = full).
         discriminator_widths: Channels of the spectral-norm PatchGAN discriminator's stride-2 convs.
+        stem_stride: 1 (the paper): the three encoders read the input at full resolution. 2: one shared stride-2
+            gated conv (widths[0] channels) reads it first, so the three encoders run at half resolution (about a
+            quarter of their cost), and the decoder ends with a gated upsampling back to full resolution that
+            sees the input again.
+        prior_components: Components of the gappy-PCA face prior (`models/prior.py`); 0 = no prior. With a prior,
+            its face fitted to the known pixels is a second input (3 more channels) and the decoder predicts the
+            residual over it.
+        prior_size: Side of the grid the prior's PCA lives on.
+        prior_ridge: Ridge weight of the prior's fit (eq. 1 of `models/prior.py`).
     """
 
     resolution: int = 256
@@ -49,6 +59,10 @@ class MSLConfig:
     attention_softmax_scale: float = 10.0
     attention_rate: int = 1
     discriminator_widths: tuple[int, ...] = field(default=(64, 128, 256, 256))
+    stem_stride: int = 1
+    prior_components: int = 0
+    prior_size: int = 64
+    prior_ridge: float = 1.5
 
     def __post_init__(self) -> None:
         # JSON gives lists back; keep tuples so configs compare and hash the same after a round trip.
@@ -59,13 +73,20 @@ class MSLConfig:
             raise ValueError(f"widths needs at least two levels, got {self.widths}")
         if not self.kernel_sizes or any(k % 2 == 0 or k < 1 for k in self.kernel_sizes):
             raise ValueError(f"kernel_sizes must be positive odd numbers, got {self.kernel_sizes}")
+        if self.stem_stride not in (1, 2):
+            raise ValueError(f"stem_stride must be 1 or 2, got {self.stem_stride}")
         if self.resolution % self.size_multiple:
             raise ValueError(f"resolution {self.resolution} is not a multiple of {self.size_multiple}")
 
     @property
     def size_multiple(self) -> int:
         """Input sides must be multiples of this (the downsampling factor times the attention rate)."""
-        return 2 ** (len(self.widths) - 1) * self.attention_rate
+        return self.stem_stride * 2 ** (len(self.widths) - 1) * self.attention_rate
+
+    @property
+    def in_channels(self) -> int:
+        """Channels of the network input: masked RGB + mask, plus the prior's RGB face when there is a prior."""
+        return 4 + (3 if self.prior_components else 0)
 
 
 class MSLEncoder(nn.Module):
@@ -75,12 +96,13 @@ class MSLEncoder(nn.Module):
         widths: Channels per level (see `MSLConfig.widths`).
         kernel_size: Kernel size of every conv in this encoder.
         convs_per_level: Extra stride-1 gated convs per level.
+        in_channels: Channels of the input (masked RGB + mask [+ prior], or the stem's widths[0]).
     """
 
-    def __init__(self, widths: tuple[int, ...], kernel_size: int, convs_per_level: int) -> None:
+    def __init__(self, widths: tuple[int, ...], kernel_size: int, convs_per_level: int, in_channels: int = 4) -> None:
         super().__init__()
         self.levels = nn.ModuleList()
-        channels = 4  # masked RGB + mask
+        channels = in_channels
         for level, width in enumerate(widths):
             stride = 1 if level == 0 else 2
             convs = [GatedConv2d(channels, width, kernel_size, stride=stride)]
@@ -122,9 +144,12 @@ class MSLDecoder(nn.Module):
     Args:
         widths: The encoders' channels per level.
         branches: Number of parallel encoders (3).
+        stem_stride: 2 when the encoders ran at half resolution: one more gated upsampling, fused with the
+            full-resolution input (`stem_channels` channels), brings the features back to full resolution.
+        stem_channels: Channels of the full-resolution input (used with `stem_stride` 2).
     """
 
-    def __init__(self, widths: tuple[int, ...], branches: int) -> None:
+    def __init__(self, widths: tuple[int, ...], branches: int, stem_stride: int = 1, stem_channels: int = 4) -> None:
         super().__init__()
         self.ups = nn.ModuleList()
         self.fuses = nn.ModuleList()
@@ -133,14 +158,19 @@ class MSLDecoder(nn.Module):
             self.ups.append(GatedUpConv2d(channels, width))
             self.fuses.append(GatedConv2d(width + branches * width, width, 3))  # upsampled + skips
             channels = width
+        self.full_up = GatedUpConv2d(channels, channels) if stem_stride == 2 else None
+        self.full_fuse = GatedConv2d(channels + stem_channels, channels, 3) if stem_stride == 2 else None
         self.to_rgb = nn.Conv2d(channels, 3, 3, padding=1)
 
-    def forward(self, bottleneck: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
-        """bottleneck: (B, branches·widths[-1], h, w); skips[i]: (B, branches·widths[i], H/2^i, W/2^i)."""
+    def forward(self, bottleneck: torch.Tensor, skips: list[torch.Tensor], stem: torch.Tensor) -> torch.Tensor:
+        """bottleneck: (B, branches·widths[-1], h, w); skips[i]: (B, branches·widths[i], H_i, W_i); stem: the
+        full-resolution input (B, C_in, H, W). Returns the pre-activation RGB map (B, 3, H, W)."""
         x = bottleneck
         for up, fuse, skip in zip(self.ups, self.fuses, reversed(skips[:-1])):
             x = fuse(torch.cat([up(x), skip], dim=1))
-        return torch.tanh(self.to_rgb(x))  # (B, 3, H, W) in [-1, 1]
+        if self.full_up is not None:
+            x = self.full_fuse(torch.cat([self.full_up(x), stem], dim=1))  # (B, widths[0], H, W)
+        return self.to_rgb(x)
 
 
 class MSLInpainter(
@@ -167,14 +197,22 @@ class MSLInpainter(
         elif isinstance(config, dict):
             config = MSLConfig(**config)
         self.config = config
-        self.encoders = nn.ModuleList(MSLEncoder(config.widths, k, config.convs_per_level) for k in config.kernel_sizes)
+        # a stride-2 stem: one gated conv downsamples once before the three encoders
+        self.stem = GatedConv2d(config.in_channels, config.widths[0], 3, stride=2) if config.stem_stride == 2 else None
+        encoder_in = config.in_channels if self.stem is None else config.widths[0]
+        self.encoders = nn.ModuleList(
+            MSLEncoder(config.widths, k, config.convs_per_level, encoder_in) for k in config.kernel_sizes
+        )
         branches, bottleneck = len(config.kernel_sizes), config.widths[-1]
         self.semantic = (
             nn.ModuleList(MultiScaleSemanticLearning(bottleneck, config) for _ in range(branches))
             if config.use_semantic_learning
             else None
         )
-        self.decoder = MSLDecoder(config.widths, branches)
+        self.decoder = MSLDecoder(config.widths, branches, config.stem_stride, config.in_channels)
+        self.prior = (
+            FacePrior(config.prior_size, config.prior_components, config.prior_ridge) if config.prior_components else None
+        )
 
     @classmethod
     def from_preset(cls, name: str) -> "MSLInpainter":
@@ -200,12 +238,19 @@ class MSLInpainter(
         self._check_inputs(image, mask)
         mask = mask.to(image.dtype)
         x = torch.cat([image * (1.0 - mask), mask], dim=1)  # (B, 4, H, W): masked image + mask
-        per_encoder = [encoder(x) for encoder in self.encoders]  # branches × levels × (B, C_l, H_l, W_l)
+        prior = None
+        if self.prior is not None:
+            prior = self.prior(image, mask)  # (B, 3, H, W): the PCA face fitted to the known pixels
+            x = torch.cat([x, prior], dim=1)  # (B, 7, H, W)
+        encoder_in = x if self.stem is None else self.stem(x)  # (B, C_in, H, W) or (B, widths[0], H/2, W/2)
+        per_encoder = [encoder(encoder_in) for encoder in self.encoders]  # branches × levels × (B, C_l, H_l, W_l)
         bottlenecks = [features[-1] for features in per_encoder]
         if self.semantic is not None:
             bottlenecks = [module(b, mask) for module, b in zip(self.semantic, bottlenecks)]
         skips = [torch.cat(level, dim=1) for level in zip(*per_encoder)]  # per level: (B, branches·C_l, H_l, W_l)
-        return self.decoder(torch.cat(bottlenecks, dim=1), skips)
+        out = self.decoder(torch.cat(bottlenecks, dim=1), skips, x)  # (B, 3, H, W)
+        # with a prior the network predicts the correction to the prior's face; without one, the image itself
+        return torch.tanh(out) if prior is None else prior + out
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Inpaint: the prediction inside the hole, the input outside it. Same shapes as `generate`."""

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..losses import ADVERSARIAL_KINDS
+from ..masks import MASK_KINDS
 
 
 class ConfigError(ValueError):
@@ -49,10 +50,14 @@ class TrainConfig:
         val_count: Number of validation images (the first ones, in order) with fixed seeded masks.
         shuffle_buffer: Size of the streaming shuffle buffer.
         num_workers: DataLoader worker processes per training process.
-        mask_kind: Training masks: "irregular", "square" or "mixed" (two-stage default: square, as in its paper).
+        mask_kind: Training masks: "irregular", "square", "mixed" or "face" (face parts, thick masks and free-form
+            strokes; see `masks.face_mix_mask`) (two-stage default: square, as in its paper).
         mask_buckets: Hole-ratio buckets to draw irregular masks from, e.g. "10-20,20-30"; empty = untargeted.
         mask_specks: Share of the irregular masks' shapes that are clusters of small specks, in [0, 1] (0: strokes
             and blobs only). Small isolated holes occur in the NVIDIA test masks and when users dab out blemishes.
+        scale_aug: Share of training images zoomed in by a random factor in [1, 2] (a random crop of the enlarged
+            face), so the network also sees faces larger than the frame it trains at.
+        prior_weights: The fitted face prior (`scripts/fit_face_prior.py`) for presets with a prior; required for them.
         lr_g: Adam learning rate of the generator (two-stage default: 1e-3 in stage 1, 1e-4 in stage 2).
         lr_d: Adam learning rate of the discriminator.
         beta1: Adam β1 (β2 is 0.999; two-stage stage 1 default: 0.9, pSp's Adam).
@@ -109,6 +114,8 @@ class TrainConfig:
     mask_kind: str = "irregular"
     mask_buckets: str = ""
     mask_specks: float = 0.0
+    scale_aug: float = 0.0
+    prior_weights: Optional[str] = None
     lr_g: float = 1e-4
     lr_d: float = 1e-4
     beta1: float = 0.5
@@ -162,8 +169,14 @@ class TrainConfig:
             problems.append(f"--mixed-precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
         if self.vgg_normalization not in ("imagenet", "caffe"):
             problems.append(f"--vgg-normalization must be imagenet or caffe, got {self.vgg_normalization!r}")
-        if self.mask_kind not in ("irregular", "square", "mixed"):
-            problems.append(f"--mask-kind must be irregular, square or mixed, got {self.mask_kind!r}")
+        if self.mask_kind not in MASK_KINDS:
+            problems.append(f"--mask-kind must be one of {', '.join(MASK_KINDS)}, got {self.mask_kind!r}")
+        if self.mask_kind == "face" and self.mask_buckets:
+            problems.append("--mask-buckets does not apply to --mask-kind face")
+        if not 0.0 <= self.scale_aug <= 1.0:
+            problems.append(f"--scale-aug must lie in [0, 1], got {self.scale_aug}")
+        if self.prior_weights is not None and not Path(self.prior_weights).is_file():
+            problems.append(f"--prior-weights file {self.prior_weights} does not exist")
         if not 0.0 <= self.mask_specks <= 1.0:
             problems.append(f"--mask-specks must lie in [0, 1], got {self.mask_specks}")
         if self.vgg_weights is not None and not Path(self.vgg_weights).is_file():

@@ -25,17 +25,19 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..data import open_dataset, load_fixed_set, train_batches
 from ..losses import PerceptualStyleLoss, generator_loss, l1_loss
 from ..masks import MaskGenerator, parse_buckets
 from ..models.msl import MSLConfig, MSLInpainter
+from ..models.prior import load_fit_file
 from ..models.registry import preset_config
 from ..models.twostage import TwoStageConfig
 from ..models.vgg import load_vgg16
 from .checkpoint import ema_model, load_checkpoint, resolve_resume, save_checkpoint
-from .config import TrainConfig
+from .config import ConfigError, TrainConfig
 from .steps import TrainingDiverged, check_finite, discriminator_step
 from .twostage import StructureTask, TextureTask
 from .validation import inpaint_batches, save_grid, score, telea_outputs, validation_masks
@@ -67,6 +69,24 @@ def masks_and_flips(config: TrainConfig, generator: MaskGenerator, micro_step: i
     masks = torch.from_numpy(np.stack([generator(first + i) for i in range(batch)]))[:, None].float()
     flips = torch.rand(batch, generator=torch.Generator().manual_seed(sample_seed(config, micro_step, rank))) < 0.5
     return masks, flips
+
+
+def zoom_in(images: torch.Tensor, share: float, seed: int) -> torch.Tensor:
+    """Scale augmentation: enlarge a random `share` of the faces (B, 3, R, R) by a factor in [1, 2] and take a random
+    R×R crop of each, reproducibly from `seed`."""
+    if share <= 0:
+        return images
+    rng = np.random.default_rng([seed, 1])  # a stream of its own, apart from the masks' and flips'
+    side = images.shape[-1]
+    out = images.clone()
+    for i in range(len(images)):
+        if rng.random() >= share:
+            continue
+        big = round(side * rng.uniform(1.0, 2.0))
+        enlarged = F.interpolate(images[i : i + 1], size=(big, big), mode="bicubic", align_corners=False)
+        top, left = (int(v) for v in rng.integers(0, big - side + 1, size=2))
+        out[i] = enlarged[0, :, top : top + side, left : left + side].clamp(-1.0, 1.0)
+    return out
 
 
 def write_metrics(path: Path, record: dict[str, Any]) -> None:
@@ -119,19 +139,23 @@ def gan_step(
     """
     # 2. the composited inpainting
     fake = generator(images, hole)
+    zero = fake.new_zeros(())
 
-    # 3. discriminator step: real vs. detached fake in one forward (one DDP forward per backward)
-    d_loss = discriminator_step(
-        accelerator, discriminator, opt_d, images, fake, hole, config.adversarial, config.w_gp, step, config.output_dir
-    )
+    # 3. discriminator step: real vs. detached fake in one forward (one DDP forward per backward); skipped while
+    # the adversarial weight is 0 (a structure-first phase trains on reconstruction and perceptual losses only)
+    d_loss = zero
+    if config.w_adv > 0:
+        d_loss = discriminator_step(
+            accelerator, discriminator, opt_d, images, fake, hole, config.adversarial, config.w_gp, step, config.output_dir
+        )
 
     # 4. generator step: D is frozen and called outside DDP, so no D gradient is computed or synchronised
     plain_discriminator = accelerator.unwrap_model(discriminator)
     plain_discriminator.requires_grad_(False)
     with accelerator.autocast():
-        adv = generator_loss(config.adversarial, plain_discriminator(fake, hole))
+        adv = generator_loss(config.adversarial, plain_discriminator(fake, hole)) if config.w_adv > 0 else zero
         rec = l1_loss(fake, images)
-        perc, style = perceptual_style(fake, images)
+        perc, style = perceptual_style(fake, images) if config.w_perc > 0 or config.w_style > 0 else (zero, zero)
     plain_discriminator.requires_grad_(True)
     g_loss = config.w_rec * rec + config.w_perc * perc + config.w_style * style + config.w_adv * adv
     check_finite(accelerator, step, config.output_dir, g_loss=g_loss, rec=rec, perc=perc, style=style, adv=adv)
@@ -158,6 +182,10 @@ class MSLTask:
     def build(self, architecture: MSLConfig) -> MSLInpainter:
         """The generator, its discriminator and both Adam optimizers (paper: Adam); returns the generator."""
         self.model = MSLInpainter(architecture)
+        if self.model.prior is not None:  # the face prior is fitted beforehand (scripts/fit_face_prior.py)
+            if self.config.prior_weights is None:
+                raise ConfigError(f"{self.config.model} has a face prior: pass --prior-weights FILE (scripts/fit_face_prior.py)")
+            load_fit_file(self.model.prior, self.config.prior_weights)
         self.discriminator = self.model.build_discriminator()
         self.opt_g = torch.optim.Adam(self.model.parameters(), lr=self.config.lr_g, betas=(self.config.beta1, 0.999))
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.config.lr_d, betas=(self.config.beta1, 0.999))
@@ -171,6 +199,10 @@ class MSLTask:
         return self.generator, self.discriminator
 
     def step(self, images: torch.Tensor, hole: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        # the configured rates, also after resuming a checkpoint saved with others (a curriculum's next phase)
+        for optimizer, rate in ((self.opt_g, self.config.lr_g), (self.opt_d, self.config.lr_d)):
+            for group in optimizer.param_groups:
+                group["lr"] = rate
         return gan_step(
             self.accelerator, self.generator, self.discriminator, self.opt_g, self.opt_d, self.perceptual_style,
             images, hole, self.config, step,
@@ -264,7 +296,8 @@ def train(config: TrainConfig) -> TrainResult:
         # 1. this process's batch, flipped and masked reproducibly
         epoch, done, images, skipped = next(stream)
         hole, flips = masks_and_flips(config, masks, micro_step, rank, world, config.batch_size)
-        images = torch.where(flips[:, None, None, None], images.flip(-1), images).to(device)  # (B, 3, R, R)
+        images = torch.where(flips[:, None, None, None], images.flip(-1), images)  # (B, 3, R, R)
+        images = zoom_in(images, config.scale_aug, sample_seed(config, micro_step, rank)).to(device)
         hole = hole.to(device)  # (B, 1, R, R), 1 = hole
         state["bad_images"] += int(accelerator.reduce(torch.tensor(skipped, device=device), reduction="sum").item())
         micro_step += 1
