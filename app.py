@@ -78,8 +78,8 @@ def toggle_checkpoint(method: str) -> dict[str, Any]:
     return gr.update(visible=method == editor.CUSTOM)
 
 
-def make_handlers(cache: editor.ModelCache, out_root: Path) -> tuple[Callable[..., Any], Callable[..., Any]]:
-    """The two inpainting callbacks (page and API), bound to the shared model cache and output root."""
+def make_handlers(out_root: Path) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """The two inpainting callbacks (page and API), bound to the output root."""
 
     def inpaint_sketch(
         photo: str | None,
@@ -95,7 +95,7 @@ def make_handlers(cache: editor.ModelCache, out_root: Path) -> tuple[Callable[..
             specs = editor.resolve_methods(method, checkpoint, compare)
             _notify(job.notices)
             outputs = editor.run_request(
-                job, specs, cache, editor.new_request_dir(out_root), lambda done, text: progress(done, desc=text)
+                job, specs, editor.new_request_dir(out_root), lambda done, text: progress(done, desc=text)
             )
         except editor.InputError as err:
             raise gr.Error(str(err)) from err
@@ -112,7 +112,7 @@ def make_handlers(cache: editor.ModelCache, out_root: Path) -> tuple[Callable[..
         try:
             job = editor.job_from_files(image, mask)
             _notify(job.notices)
-            return str(editor.run_job(job, editor.resolve_method(method), cache, editor.new_request_dir(out_root)))
+            return str(editor.run_job(job, editor.resolve_method(method), editor.new_request_dir(out_root)))
         except editor.InputError as err:
             raise gr.Error(str(err)) from err
 
@@ -130,17 +130,15 @@ def sketch_editor() -> gr.ImageEditor:
     )
 
 
-def build_app(cache: editor.ModelCache | None = None, out_root: Path | None = None) -> gr.Blocks:
-    """Build the demo; the default method is loaded here, once, and shared by all requests.
+def build_app(out_root: Path | None = None) -> gr.Blocks:
+    """Build the demo; the default method is loaded here, once (`load_model` keeps it for all requests).
 
     Args:
-        cache: Loaded methods to share (default: a new cache holding the default method).
         out_root: Folder for the per-request output folders (default: a new temporary folder).
     """
-    cache = cache or editor.ModelCache(pinned=editor.default_method())
-    cache.get(editor.default_method())
+    editor.load_method(editor.default_method())
     out_root = out_root or Path(tempfile.mkdtemp(prefix="hf-faceinpaint-app-"))
-    inpaint_sketch, inpaint_files = make_handlers(cache, out_root)
+    inpaint_sketch, inpaint_files = make_handlers(out_root)
     method_choices = editor.method_choices()
     compare_choices = [("No comparison", "")] + [choice for choice in method_choices if choice[1] != editor.CUSTOM]
 

@@ -27,8 +27,8 @@ def shared_dir() -> Path:
 @pytest.fixture
 def no_shipped_model(monkeypatch: pytest.MonkeyPatch) -> None:
     """Pretend this installation has no shipped trained checkpoint (as before `msl-face` was trained)."""
-    from hf_faceinpaint import cli, editor
+    from hf_faceinpaint import editor
     from hf_faceinpaint.models import registry
 
-    for module in (registry, cli, editor):
+    for module in (registry, editor):
         monkeypatch.setattr(module, "shipped_checkpoint", lambda name: None)

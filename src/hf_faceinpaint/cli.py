@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import warnings
 from dataclasses import asdict
@@ -17,9 +16,9 @@ from . import __version__
 from .devices import parse_device
 from .evaluation.command import add_evaluate_command
 from .images import example_image_path, example_mask_path, image_format, save_image
-from .models.classic import CLASSIC_METHODS, ClassicInpainter
+from .models.classic import ClassicInpainter
 from .models.hub import CheckpointError
-from .models.registry import DEFAULT_MODEL, PRESETS, SHIPPED, Inpainter, load_model, shipped_checkpoint
+from .models.registry import DEFAULT_MODEL, ResolvedModel, resolve_model
 from .pipeline import inpaint
 from .profiling import count_parameters, gflops_per_image
 
@@ -28,39 +27,15 @@ USER_ERRORS = (OSError, ValueError, CheckpointError)
 FOLDER_BATCH = 8
 
 
-def weights_source(spec: str | None) -> str:
-    """Where a `--model` value's weights come from, in words (the value is not loaded here).
-
-    Args:
-        spec: A `--model` value, as `load_model` accepts it; None for the default.
-    """
-    if spec is None:
-        folder = shipped_checkpoint(DEFAULT_MODEL)
-        return f"shipped checkpoint: {folder}" if folder else "no trained default model ships with this installation"
-    if spec in CLASSIC_METHODS:
-        return "OpenCV classic inpainting, no weights"
-    if spec in SHIPPED and not os.path.exists(spec):
-        return f"shipped checkpoint: {shipped_checkpoint(spec)}"
-    if spec in PRESETS and not os.path.exists(spec):
-        return "UNTRAINED preset: randomly initialised weights, not a trained model"
-    if os.path.isdir(spec):
-        return f"local directory: {Path(spec).resolve()}"
-    return f"Hugging Face Hub repo: {spec}"
-
-
-def _method_name(spec: str | None, model: Inpainter) -> str:
-    """A short name for the resolved method: "telea", "msl-face", the folder or repo id given."""
-    if isinstance(model, ClassicInpainter):
-        return model.name
-    return DEFAULT_MODEL if spec is None else spec
-
-
-def _resolve(spec: str | None, device: str | None, allow_untrained: bool = False) -> Inpainter:
-    """`load_model` with the CLI's checks: a usable device, and the no-default warning folded into the output."""
+def _resolve(spec: str | None, device: str | None, allow_untrained: bool = False) -> ResolvedModel:
+    """`resolve_model` with the CLI's checks: a usable device, and the no-default warning folded into the output."""
     torch_device = None if device is None else parse_device(device)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="no trained default model")  # the printed method line says it
-        return load_model(spec, device=torch_device, allow_untrained=allow_untrained)
+        resolved = resolve_model(spec, device=torch_device, allow_untrained=allow_untrained)
+    if spec is None and isinstance(resolved.model, ClassicInpainter):
+        resolved.source = "no trained default model ships with this installation"
+    return resolved
 
 
 def _pair_folders(image_dir: Path, mask_dir: Path) -> list[tuple[Path, Path]]:
@@ -99,12 +74,12 @@ def _run_inpaint(args: argparse.Namespace) -> None:
     else:
         pairs = _pair_folders(Path(args.image_dir), Path(args.mask_dir))
         outputs = [Path(args.out_dir) / f"{image.stem}.png" for image, _ in pairs]
-    model = _resolve(args.model, args.device)
-    print(f"method: {_method_name(args.model, model)} ({weights_source(args.model)})")
+    resolved = _resolve(args.model, args.device)
+    print(f"method: {resolved.name} ({resolved.source})")
     with tqdm(total=len(pairs), unit="image", disable=args.out is not None) as progress:
         for start in range(0, len(pairs), FOLDER_BATCH):
             chunk = pairs[start : start + FOLDER_BATCH]
-            results = inpaint([image for image, _ in chunk], [mask for _, mask in chunk], model=model)
+            results = inpaint([image for image, _ in chunk], [mask for _, mask in chunk], model=resolved.model)
             for result, out in zip(results, outputs[start : start + FOLDER_BATCH]):
                 save_image(result, out)
             progress.update(len(chunk))
@@ -113,16 +88,17 @@ def _run_inpaint(args: argparse.Namespace) -> None:
 
 def _run_demo(args: argparse.Namespace) -> None:
     image_format(args.out)
-    model = _resolve(args.model, args.device)
-    print(f"method: {_method_name(args.model, model)} ({weights_source(args.model)})")
-    save_image(inpaint(example_image_path(), example_mask_path(), model=model), args.out)
+    resolved = _resolve(args.model, args.device)
+    print(f"method: {resolved.name} ({resolved.source})")
+    save_image(inpaint(example_image_path(), example_mask_path(), model=resolved.model), args.out)
     print(f"wrote {args.out}")
 
 
 def _run_info(args: argparse.Namespace) -> None:
-    model = _resolve(args.model, args.device, allow_untrained=True)
-    print(f"model: {_method_name(args.model, model)}")
-    print(f"weights: {weights_source(args.model)}")
+    resolved = _resolve(args.model, args.device, allow_untrained=True)
+    model = resolved.model
+    print(f"model: {resolved.name}")
+    print(f"weights: {resolved.source}")
     if isinstance(model, ClassicInpainter):
         print("config:", json.dumps({"method": model.method, "radius": model.radius}, indent=2), sep="\n")
         return

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .io import frames_to_tensor
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 
 
@@ -107,8 +109,7 @@ def decode_face(value: Any, resolution: int) -> torch.Tensor:
     image = image.crop((left, top, left + side, top + side))
     if side != resolution:
         image = image.resize((resolution, resolution), Image.BICUBIC)
-    array = np.asarray(image, dtype=np.float32) / 127.5 - 1.0  # (R, R, 3)
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+    return frames_to_tensor(np.asarray(image)[None])[0].contiguous()  # (3, R, R)
 
 
 class FaceStream(torch.utils.data.IterableDataset):

@@ -1,4 +1,4 @@
-"""Everything the Gradio demo (`app.py`) needs except the UI: method list, model cache, input checks, mask
+"""Everything the Gradio demo (`app.py`) needs except the UI: method list, model loading, input checks, mask
 extraction from the image editor, size limits, and running one inpainting request into its own folder.
 
 Nothing here imports Gradio. User-facing problems raise `InputError` with a message meant to be shown as is;
@@ -34,7 +34,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .images import load_image, load_mask, save_image
 from .models.classic import CLASSIC_METHODS
 from .models.hub import CheckpointError
-from .models.registry import DEFAULT_MODEL, SHIPPED, Inpainter, load_model, shipped_checkpoint
+from .models.registry import DEFAULT_MODEL, SHIPPED, Inpainter, load_model, method_label, shipped_checkpoint
 from .pipeline import inpaint
 
 MAX_SIDE = 4096
@@ -50,11 +50,6 @@ HOLE_PREVIEW_RGB = (255, 255, 255)
 # Per-request folders older than this are removed when a new one is made.
 REQUEST_DIR_MAX_AGE_S = 3600.0
 
-_LABELS = {
-    "msl-face": "MSL face model",
-    "telea": "OpenCV Telea (classic baseline)",
-    "ns": "OpenCV Navier-Stokes (classic baseline)",
-}
 _READ_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 _LOAD_ERRORS = (OSError, ValueError, CheckpointError)
 
@@ -66,15 +61,6 @@ class InputError(ValueError):
 
 
 # --- methods -------------------------------------------------------------------------------------------------
-
-
-def method_label(name: str) -> str:
-    """A readable name for a method value ("telea" -> "OpenCV Telea (classic baseline)")."""
-    if name in _LABELS:
-        return _LABELS[name]
-    if name in SHIPPED:
-        return f"{name} (trained model)"
-    return f"checkpoint {name}"
 
 
 def available_methods() -> list[str]:
@@ -147,40 +133,16 @@ def resolve_methods(choice: str | None, checkpoint: str = "", compare: str | Non
     return list(dict.fromkeys(specs))
 
 
-class ModelCache:
-    """Loaded methods shared by all requests, keyed by `load_model` spec; least recently used ones are dropped.
+def load_method(spec: str) -> Inpainter:
+    """The loaded method for `spec`, shared by all requests (`load_model` caches the last few loaded checkpoints).
 
-    Args:
-        max_models: How many methods to keep loaded; the `pinned` one (the default) is never dropped.
-        pinned: A spec to keep loaded for the life of the cache.
+    Raises:
+        InputError: The method cannot be loaded (unknown name, bad or missing checkpoint, offline Hub id).
     """
-
-    def __init__(self, max_models: int = 3, pinned: str | None = None) -> None:
-        self.max_models, self.pinned = max_models, pinned
-        self._models: OrderedDict[str, Inpainter] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, spec: str) -> Inpainter:
-        """The loaded method for `spec`, loading it on first use.
-
-        Raises:
-            InputError: The method cannot be loaded (unknown name, bad or missing checkpoint, offline Hub id).
-        """
-        with self._lock:
-            if spec in self._models:
-                self._models.move_to_end(spec)
-                return self._models[spec]
-        try:
-            model = load_model(spec)  # outside the lock: a slow Hub download must not block other requests
-        except _LOAD_ERRORS as err:
-            raise InputError(f"Cannot load the method {spec!r}: {_one_line(err)}") from err
-        with self._lock:
-            model = self._models.setdefault(spec, model)
-            self._models.move_to_end(spec)
-            droppable = [name for name in self._models if name not in (self.pinned, spec)]
-            for name in droppable[: max(0, len(self._models) - self.max_models)]:
-                del self._models[name]
-        return model
+    try:
+        return load_model(spec)
+    except _LOAD_ERRORS as err:
+        raise InputError(f"Cannot load the method {spec!r}: {_one_line(err)}") from err
 
 
 def _one_line(err: BaseException) -> str:
@@ -457,7 +419,7 @@ def _slug(spec: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(spec).name or spec)[:40] or "method"
 
 
-def run_job(job: Job, spec: str, cache: ModelCache, out_dir: str | os.PathLike, report: Report | None = None) -> Path:
+def run_job(job: Job, spec: str, out_dir: str | os.PathLike, report: Report | None = None) -> Path:
     """Inpaint a job with one method and save the result as PNG (with the photo's ICC profile) in `out_dir`.
 
     Pixels outside the mask are bit-identical to the working photo (see `hf_faceinpaint.inpaint`).
@@ -465,7 +427,6 @@ def run_job(job: Job, spec: str, cache: ModelCache, out_dir: str | os.PathLike, 
     Args:
         job: The request.
         spec: A `load_model` spec from `resolve_method`.
-        cache: The shared loaded methods.
         out_dir: This request's own folder (`new_request_dir`).
         report: Called with (fraction done, what is happening) for a progress display.
 
@@ -477,7 +438,7 @@ def run_job(job: Job, spec: str, cache: ModelCache, out_dir: str | os.PathLike, 
     """
     report = report or _ignore_progress
     report(0.0, f"Loading {method_label(spec)}")
-    model = cache.get(spec)
+    model = load_method(spec)
     report(0.2, f"Inpainting with {method_label(spec)}")
     result = inpaint(job.image, job.mask, model=model)
     report(0.9, "Saving the PNG")
@@ -499,14 +460,13 @@ class Outputs:
 
 
 def run_request(
-    job: Job, specs: Sequence[str], cache: ModelCache, out_dir: str | os.PathLike, report: Report | None = None
+    job: Job, specs: Sequence[str], out_dir: str | os.PathLike, report: Report | None = None
 ) -> Outputs:
     """Inpaint a job with one or more methods (to compare them); also save the photo and the masked input.
 
     Args:
         job: The request.
         specs: `load_model` specs, first the main method.
-        cache: The shared loaded methods.
         out_dir: This request's own folder (`new_request_dir`).
         report: Progress callback, see `run_job`.
 
@@ -520,7 +480,7 @@ def run_request(
     results = []
     for index, spec in enumerate(specs):
         step = _sub_report(report, index * share, share)
-        results.append(run_job(job, spec, cache, out_dir, step))
+        results.append(run_job(job, spec, out_dir, step))
     before = save_image(job.image, out_dir / f"{job.name}.png")
     masked = save_image(masked_input(job), out_dir / f"{job.name}-masked.png")
     return Outputs(before, tuple(results), masked, summary(job, specs, time.perf_counter() - start))

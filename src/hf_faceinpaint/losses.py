@@ -1,7 +1,7 @@
 """Training losses (MSL paper section 2.2, eqs. 7-12; WGAN-GP for the two-stage model).
 
     L_total = λ_perc L_perc + λ_style L_style + λ_adv L_adv + λ_rec L_rec          (12)
-with the paper's defaults λ_perc = 0.05, λ_style = 120, λ_rec = 1, λ_adv = 0.1.
+with the paper's weights λ_perc = 0.05, λ_style = 120, λ_rec = 1, λ_adv = 0.1 (the training defaults).
 All image arguments are (B, 3, H, W) in [-1, 1]; masks are (B, 1, H, W) with 1 = hole.
 """
 
@@ -14,25 +14,6 @@ import torch.nn.functional as F
 from torch import nn
 
 ADVERSARIAL_KINDS = ("nsgan", "hinge", "wgan-gp")
-
-
-@dataclass
-class LossWeights:
-    """Weights of eq. 12 (the paper's values are the defaults).
-
-    Args:
-        rec: λ_rec, L1 reconstruction.
-        perc: λ_perc, VGG16 perceptual loss.
-        style: λ_style, Gram-matrix style loss.
-        adv: λ_adv, adversarial loss of the generator.
-        gp: Gradient-penalty weight (WGAN-GP only; 10 as in Gulrajani et al.).
-    """
-
-    rec: float = 1.0
-    perc: float = 0.05
-    style: float = 120.0
-    adv: float = 0.1
-    gp: float = 10.0
 
 
 def l1_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -98,10 +79,10 @@ def generator_loss(kind: str, fake_logits: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"unknown adversarial loss {kind!r}; expected one of {ADVERSARIAL_KINDS}")
 
 
-def interpolate(real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def interpolate(real: torch.Tensor, fake: torch.Tensor, rng: torch.Generator | None = None) -> torch.Tensor:
     """WGAN-GP's random points x̂ = α·real + (1 − α)·fake, one α per image, ready for a gradient w.r.t. x̂.
-    α is drawn from `generator` when given (on real's device), else from torch's global generator."""
-    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype, generator=generator)
+    α is drawn from `rng` when given (on real's device), else from torch's global random generator."""
+    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype, generator=rng)
     return (alpha * real.detach() + (1.0 - alpha) * fake.detach()).requires_grad_(True)
 
 
@@ -122,7 +103,8 @@ def gradient_penalty(mixed_logits: torch.Tensor, mixed: torch.Tensor) -> torch.T
 
 @dataclass
 class StructureLossWeights:
-    """Weights of the structure stage's loss, L_S = L2 + 0.8 LPIPS + 0.1 L_ID + 6 L_hole + L_valid (the defaults).
+    """Weights of the structure stage's loss L_S, one per term (the paper's L_S = L2 + 0.8 LPIPS + 0.1 L_ID + 6 L_hole
+    + L_valid is the training default, `training.config.StructureWeights`).
 
     Args:
         l2: Mean squared error over the whole image.
@@ -132,11 +114,11 @@ class StructureLossWeights:
         valid: L1 outside the hole.
     """
 
-    l2: float = 1.0
-    lpips: float = 0.8
-    id: float = 0.1
-    hole: float = 6.0
-    valid: float = 1.0
+    l2: float
+    lpips: float
+    id: float
+    hole: float
+    valid: float
 
 
 def hole_valid_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

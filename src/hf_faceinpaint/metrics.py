@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from numpy.typing import ArrayLike
 from torch import nn
 
-from .models.hub import CheckpointError, read_state_dict
+from .io import CheckpointError, read_state_dict
 from .models.vgg import VGG16Features
 
 PSNR_MAX_DB = 100.0

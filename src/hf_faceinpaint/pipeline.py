@@ -1,8 +1,10 @@
-"""The public `inpaint`: pre-processing (crop around the hole, resize), inference, and paste-back.
+"""The one inference path: `inpaint` (photos in, photos out), `inpaint_arrays` (what `evaluate` scores) and
+`predict` (the network on working frames, which training validation also uses).
 
-Neural models work on a square crop around the hole, resized to the model's resolution; only the hole pixels of
-the result are pasted back, so every pixel outside the mask stays bit-identical to the (8-bit RGB) input.
-Classic OpenCV methods run on the full-resolution photo.
+Neural models work on a square crop around the hole (`crop_box`), resampled to a working size chosen per hole
+(`working_size`): the crop's own size, so thin strokes are not inflated, but at least the model's training
+resolution and at most `MAX_WORKING_SIDE`. Only the hole pixels of the result are pasted back, so every pixel
+outside the mask stays bit-identical to the (8-bit RGB) input. Classic OpenCV methods run on the whole photo.
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ from PIL import Image
 from torch import nn
 
 from .images import ImageSource, load_image, load_mask
+from .io import frames_to_tensor, tensor_to_frames
 from .models.classic import ClassicInpainter
 from .models.registry import Inpainter, load_model
 
+# Largest working side of a network: crops beyond it are downscaled (cost grows with its square).
+MAX_WORKING_SIDE = 256
 # The crop side is at least CONTEXT_FACTOR × the hole's bounding-box side (context around the hole) and at least
 # MIN_CROP_FRACTION × the image's shorter side (so a small hole on a face still shows most of the face).
 CONTEXT_FACTOR = 2.0
@@ -108,40 +113,12 @@ def resize_mask(mask: np.ndarray, side: int) -> np.ndarray:
         (side, side) bool.
     """
     source = mask.shape[0]
+    if side == source:  # no resampling, nothing blurred in or out
+        return mask.astype(bool)
     area = np.asarray(Image.fromarray(mask.astype(np.float32)).resize((side, side), Image.Resampling.BOX))
     reach = math.ceil(_FILTER_REACH * max(1.0, side / source))  # a coarse source pixel spans side/source targets
     kernel = np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)
     return cv2.dilate((area > 0).astype(np.uint8), kernel).astype(bool)
-
-
-def to_tensor(images: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """Convert uint8 images to the network's input range.
-
-    Args:
-        images: (B, H, W, 3) uint8.
-        device: Device of the result.
-        dtype: Floating dtype of the result.
-
-    Returns:
-        (B, 3, H, W) in [-1, 1].
-    """
-    work = torch.promote_types(dtype, torch.float32)  # scale in at least float32, then cast (bfloat16, float16)
-    x = torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).to(work)
-    return (x / 127.5 - 1.0).to(dtype)
-
-
-def to_image(tensor: torch.Tensor) -> np.ndarray:
-    """Convert network output back to uint8 images (clamped, rounded).
-
-    Args:
-        tensor: (B, 3, H, W) in [-1, 1], any device and floating dtype.
-
-    Returns:
-        (B, H, W, 3) uint8 numpy array.
-    """
-    x = tensor.detach().to(torch.promote_types(tensor.dtype, torch.float32))
-    x = ((x.clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)
-    return x.permute(0, 2, 3, 1).cpu().numpy()
 
 
 def paste_hole(original: np.ndarray, filled: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -178,25 +155,88 @@ def uncrop(original: np.ndarray, crop: np.ndarray, box: tuple[int, int, int]) ->
     return frame
 
 
-def _inpaint_neural(
-    model: nn.Module, images: list[np.ndarray], masks: list[np.ndarray], batch_size: int
-) -> list[np.ndarray]:
-    """Fill the holes of (H, W, 3) uint8 images with a network working at `model.config.resolution`²."""
-    resolution = model.config.resolution
+def working_size(side: int, model: nn.Module) -> int:
+    """The side a `side`-pixel crop is processed at: `side` itself (native resolution, so thin strokes keep their
+    width), raised to the model's training resolution for small crops and lowered to `MAX_WORKING_SIDE` for large
+    ones, then rounded up to the sizes the model accepts."""
+    config = model.config
+    multiple = getattr(config, "size_multiple", None)
+    if multiple is None:  # a family that runs at its own resolution only
+        return config.resolution
+    work = min(max(side, config.resolution), max(MAX_WORKING_SIDE, config.resolution))
+    return -(-work // multiple) * multiple
+
+
+def working_frame(mask: np.ndarray, model: nn.Module) -> tuple[tuple[int, int, int], int]:
+    """Where and at what size a network sees a photo's hole: the crop box and its working side.
+
+    The crop is at least the whole photo when the photo fits the working size (a face photo is then seen whole,
+    as in training, at native resolution), else at least `MIN_CROP_FRACTION` of its shorter side, and at least
+    `CONTEXT_FACTOR` times the hole. A crop smaller than its working size is grown to it (more context, no
+    resampling) where the photo allows.
+
+    Args:
+        mask: (H, W) bool, True = hole; must contain a hole pixel.
+        model: The network (its training resolution and size multiple bound the working size).
+
+    Returns:
+        ((left, top, side), working side).
+    """
+    height, width = mask.shape
+    whole = max(height, width) if max(height, width) <= MAX_WORKING_SIDE else 0
+    box = crop_box(mask, max(round(MIN_CROP_FRACTION * min(height, width)), whole))
+    work = working_size(box[2], model)
+    if box[2] < work:
+        box = crop_box(mask, work)
+    return box, work
+
+
+def predict(model: nn.Module, frames: np.ndarray, holes: np.ndarray) -> np.ndarray:
+    """Run a network on working frames and composite: the network inside the holes, the frames elsewhere.
+
+    Args:
+        model: A neural inpainter; its parameters' device and dtype are used.
+        frames: (B, S, S, 3) uint8.
+        holes: (B, S, S) bool, True = hole.
+
+    Returns:
+        (B, S, S, 3) uint8, equal to `frames` wherever `holes` is False.
+    """
     param = next(model.parameters())
-    boxes = [crop_box(mask, round(MIN_CROP_FRACTION * min(mask.shape))) for mask in masks]
-    results = []
-    for start in range(0, len(images), batch_size):
-        chunk = range(start, min(start + batch_size, len(images)))
-        crops = np.stack([resize_image(extract_crop(images[i], boxes[i]), resolution) for i in chunk])  # (B, R, R, 3)
-        holes = np.stack([resize_mask(extract_crop(masks[i], boxes[i]), resolution) for i in chunk])  # (B, R, R)
-        x = to_tensor(crops, param.device, param.dtype)  # (B, 3, R, R)
-        m = torch.from_numpy(holes[:, None]).to(device=param.device, dtype=param.dtype)  # (B, 1, R, R)
-        with torch.inference_mode():
-            filled = to_image(model(x, m))  # (B, R, R, 3)
-        for out, i in zip(filled, chunk):
-            crop = resize_image(out, boxes[i][2])  # (side, side, 3)
-            results.append(paste_hole(images[i], uncrop(images[i], crop, boxes[i]), masks[i]))
+    x = frames_to_tensor(frames, param.device, param.dtype)  # (B, 3, S, S) in [-1, 1]
+    m = torch.from_numpy(holes[:, None]).to(device=param.device, dtype=param.dtype)  # (B, 1, S, S)
+    with torch.inference_mode():
+        filled = tensor_to_frames(model(x, m))  # (B, S, S, 3)
+    return np.where(holes[..., None], filled, frames)
+
+
+def inpaint_arrays(model: Inpainter, images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
+                   batch_size: int = 8) -> list[np.ndarray]:
+    """Fill the holes of (H, W, 3) uint8 images: the array form of `inpaint`, and what `evaluate` scores.
+
+    Args:
+        model: A `ClassicInpainter` or a neural inpainter.
+        images: (H, W, 3) uint8 each.
+        masks: (H, W) bool each, True = hole; each must contain a hole pixel.
+        batch_size: Crops per forward pass (crops of the same working size are batched).
+
+    Returns:
+        (H, W, 3) uint8 each, equal to the input outside the mask.
+    """
+    if isinstance(model, ClassicInpainter):
+        return [paste_hole(image, model(image, mask), mask) for image, mask in zip(images, masks)]
+    plans = [working_frame(mask, model) for mask in masks]
+    boxes, works = [box for box, _ in plans], [work for _, work in plans]
+    results: list[np.ndarray | None] = [None] * len(images)
+    for work in sorted(set(works)):
+        same = [i for i, w in enumerate(works) if w == work]
+        for start in range(0, len(same), batch_size):
+            chunk = same[start : start + batch_size]
+            crops = np.stack([resize_image(extract_crop(images[i], boxes[i]), work) for i in chunk])  # (B, S, S, 3)
+            holes = np.stack([resize_mask(extract_crop(masks[i], boxes[i]), work) for i in chunk])  # (B, S, S)
+            for out, i in zip(predict(model, crops, holes), chunk):
+                crop = resize_image(out, boxes[i][2])  # (side, side, 3)
+                results[i] = paste_hole(images[i], uncrop(images[i], crop, boxes[i]), masks[i])
     return results
 
 
@@ -233,11 +273,7 @@ def inpaint(
     inpainter = load_model(model, device=device, dtype=dtype)
     pictures = [load_image(src) for src in sources]
     masks = [load_mask(src, picture.size) for src, picture in zip(mask_sources, pictures)]
-    arrays = [np.asarray(picture) for picture in pictures]  # (H, W, 3) uint8 each
-    if isinstance(inpainter, ClassicInpainter):
-        filled = [paste_hole(array, inpainter(array, hole), hole) for array, hole in zip(arrays, masks)]
-    else:
-        filled = _inpaint_neural(inpainter, arrays, masks, batch_size)
+    filled = inpaint_arrays(inpainter, [np.asarray(picture) for picture in pictures], masks, batch_size)
     results = []
     for array, picture in zip(filled, pictures):
         result = Image.fromarray(array)

@@ -7,6 +7,17 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 
+# Dense (no sparsity) bf16 tensor-core peak of the GPUs this project is lent, TFLOP/s, by `torch.cuda.get_device_name()`
+# (NVIDIA's data sheets: H100 SXM and H200 989.4; H100 PCIe 756.5; A100 312).
+BF16_PEAK_TFLOPS: dict[str, float] = {
+    "NVIDIA H100 80GB HBM3": 989.4,
+    "NVIDIA H200": 989.4,
+    "NVIDIA H100 PCIe": 756.5,
+    "NVIDIA A100-SXM4-80GB": 312.0,
+    "NVIDIA A100-SXM4-40GB": 312.0,
+}
+
+
 def count_parameters(model: nn.Module) -> int:
     """Number of parameters (trainable or not)."""
     return sum(p.numel() for p in model.parameters())

@@ -29,7 +29,7 @@ def test_import_builds_nothing_and_cli_defaults(app_module: ModuleType, monkeypa
 
 
 def test_page_handlers_compare_methods_and_refuse_bad_photos(app_module: ModuleType, tmp_path: Path) -> None:
-    inpaint_sketch, _ = app_module.make_handlers(editor.ModelCache(), tmp_path)
+    inpaint_sketch, _ = app_module.make_handlers(tmp_path)
     value, _ = editor.editor_value(example_image_path(), example_mask_path())  # the mask file, drawn as a layer
     painted = {"background": None, "layers": [np.asarray(layer) for layer in value["layers"]], "composite": None}
     photo = str(example_image_path())

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image, ImageCms
 
 from hf_faceinpaint import editor
+from hf_faceinpaint.models import registry
 from hf_faceinpaint.images import example_image_path, example_mask_path, load_image, load_mask
 
 Box = tuple[int, int, int, int]  # (x0, y0, x1, y1)
@@ -215,34 +216,17 @@ def test_method_list_without_a_trained_model(no_shipped_model: None) -> None:
 
 
 def test_a_shipped_model_family_just_appears(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(editor, "SHIPPED", {"msl-face": "msl-face", "twostage-face": "twostage-face"})
+    monkeypatch.setitem(registry.SHIPPED, "twostage-face", ("twostage-face", "Two-stage face model"))
     monkeypatch.setattr(editor, "shipped_checkpoint", lambda name: tmp_path / name)
     values = [value for _, value in editor.method_choices()]
     assert values == ["msl-face", "twostage-face", "telea", "ns", editor.CUSTOM]
     assert editor.default_method() == "msl-face" and editor.default_model_notice() is None
-    assert editor.method_label("twostage-face") == "twostage-face (trained model)"
+    assert editor.method_label("twostage-face") == "Two-stage face model"
 
 
-def test_model_cache_shares_loads_and_drops_the_least_recent(monkeypatch: pytest.MonkeyPatch) -> None:
-    loads: list[str] = []
-
-    def fake_load(spec: str) -> object:
-        if spec == "broken":
-            raise OSError("no model directory at 'broken'")
-        loads.append(spec)
-        return object()
-
-    monkeypatch.setattr(editor, "load_model", fake_load)
-    cache = editor.ModelCache(max_models=2, pinned="telea")
-    telea = cache.get("telea")
-    assert cache.get("telea") is telea and loads == ["telea"]
-    cache.get("a")
-    cache.get("b")  # drops "a", never the pinned default
-    assert cache.get("telea") is telea
-    cache.get("a")
-    assert loads == ["telea", "a", "b", "a"]
-    with pytest.raises(editor.InputError, match="Cannot load the method 'broken': no model directory"):
-        cache.get("broken")
+def test_a_method_that_cannot_load_is_one_clear_message() -> None:
+    with pytest.raises(editor.InputError, match="Cannot load the method 'no/such-folder-or-repo':"):
+        editor.load_method("no/such-folder-or-repo")
 
 
 # --- one request ---------------------------------------------------------------------------------------------
@@ -257,7 +241,7 @@ def test_sketch_request_keeps_unmasked_pixels_and_reports_progress(tmp_path: Pat
     np.testing.assert_array_equal(job.mask, hole)
     steps: list[float] = []
     folder = editor.new_request_dir(tmp_path)
-    out = editor.run_request(job, ["telea", "ns"], editor.ModelCache(), folder, lambda done, _: steps.append(done))
+    out = editor.run_request(job, ["telea", "ns"], folder, lambda done, _: steps.append(done))
     original = np.asarray(example)
     for path in out.results:
         result = np.asarray(Image.open(path))
@@ -278,7 +262,7 @@ def test_large_photo_is_downscaled_and_pasted_back(tmp_path: Path) -> None:
     mask = _mask_file(tmp_path, (5000, 200), (2000, 50, 2400, 150))  # the mask may keep the original size
     job = editor.job_from_files(photo, mask)
     assert job.image.size == (4096, 164) and "downscaled to 4096×164 px" in job.notices[0]
-    path = editor.run_job(job, "telea", editor.ModelCache(), editor.new_request_dir(tmp_path))
+    path = editor.run_job(job, "telea", editor.new_request_dir(tmp_path))
     with Image.open(path) as result:
         assert result.size == (4096, 164) and result.info.get("icc_profile") == icc
         pixels = np.asarray(result)
@@ -315,9 +299,8 @@ def test_a_checkpoint_folder_runs_through_the_same_request(tmp_path: Path) -> No
     MSLInpainter.from_preset("msl-tiny-128").save_pretrained(folder)  # untrained: only the plumbing is checked
     spec = editor.resolve_method(editor.CUSTOM, str(folder))
     job = editor.job_from_files(example_image_path(), example_mask_path())
-    cache = editor.ModelCache()
-    path = editor.run_job(job, spec, cache, editor.new_request_dir(tmp_path))
-    assert cache.get(spec) is cache.get(spec)
+    path = editor.run_job(job, spec, editor.new_request_dir(tmp_path))
+    assert editor.load_method(spec) is editor.load_method(spec)  # loaded once, shared
     pixels, original = np.asarray(Image.open(path)), np.asarray(job.image)
     np.testing.assert_array_equal(pixels[~job.mask], original[~job.mask])
     assert path.name == "astronaut-checkpoint.png"

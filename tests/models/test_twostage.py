@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from hf_faceinpaint import TwoStageConfig, TwoStageInpainter, inpaint, list_presets
-from hf_faceinpaint.models.registry import PRESETS, from_preset, load_model, load_pretrained
+from hf_faceinpaint import TwoStageConfig, TwoStageInpainter, inpaint
+from hf_faceinpaint.models.registry import PRESETS, from_preset, load_model
 
 
 def tiny_config(**overrides: object) -> TwoStageConfig:
@@ -31,11 +31,8 @@ def batch(size: int = 2, resolution: int = 32) -> tuple[torch.Tensor, torch.Tens
     return image, mask
 
 
-def test_presets_are_listed() -> None:
-    assert {"twostage-256", "twostage-256-variant1", "twostage-256-variant2", "twostage-tiny-128"} <= set(list_presets())
+def test_the_paper_preset_has_18_styles() -> None:
     assert PRESETS["twostage-256"].stylegan.n_styles == 18  # the paper's 18 style vectors
-    assert PRESETS["twostage-256-variant1"].use_structure_stage is False
-    assert PRESETS["twostage-256-variant2"].attention_layers == (6,)
 
 
 def test_both_stages_forward_and_backward() -> None:
@@ -63,17 +60,6 @@ def test_generator_resolution_differs_from_the_image(resolution: int, stylegan_r
         assert model.structure(image, mask).shape == image.shape  # upsampled / average-pooled to the image side
 
 
-def test_output_is_composited_and_ignores_hole_content() -> None:
-    model = TwoStageInpainter(tiny_config()).eval()
-    image, mask = batch()
-    other = torch.where(mask.bool(), torch.rand_like(image), image)
-    with torch.inference_mode():
-        out = model(image, mask)
-        assert torch.equal(out * (1 - mask), image * (1 - mask))
-        assert torch.equal(out, model(other, mask))
-    assert out.abs().max() <= 1.0 and not torch.equal(out, image)
-
-
 def test_ablation_variants() -> None:
     full = TwoStageInpainter(tiny_config())
     variant1 = TwoStageInpainter(tiny_config(use_structure_stage=False, attention_layers=(6,)))
@@ -86,16 +72,9 @@ def test_ablation_variants() -> None:
         torch.testing.assert_close(variant1.coarse(image, mask), image * (1 - mask))  # no stage-1 result to refine
 
 
-def test_save_and_load_pick_the_class(tmp_path: Path) -> None:
-    model = TwoStageInpainter(tiny_config()).eval()
-    model.save_pretrained(tmp_path / "ckpt")
-    for loaded in (TwoStageInpainter.from_pretrained(tmp_path / "ckpt"), load_pretrained(tmp_path / "ckpt"),
-                   load_model(str(tmp_path / "ckpt"))):
-        assert isinstance(loaded, TwoStageInpainter) and loaded.config == model.config
-        image, mask = batch(1)
-        with torch.inference_mode():
-            assert torch.equal(loaded(image, mask), model(image, mask))
-    card = (tmp_path / "ckpt" / "README.md").read_text()
+def test_model_card_names_the_family(tmp_path: Path) -> None:
+    TwoStageInpainter(tiny_config()).save_pretrained(tmp_path)
+    card = (tmp_path / "README.md").read_text()
     assert "TwoStageInpainter" in card and "stylegan2" in card
 
 

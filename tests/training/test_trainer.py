@@ -1,4 +1,5 @@
-"""The training loop in one process: artefacts, exact resume, the NaN guard, bad-image counting and clear errors."""
+"""The training loop in one process: artefacts, exact resume, the NaN guard, bad-image counting, the settings (config
+files, flags, clear errors)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from safetensors.torch import load_file
 
 from hf_faceinpaint import MSLInpainter
 from hf_faceinpaint.training import TrainingDiverged, main, parse_config, train
+from hf_faceinpaint.training.flags import build_parser, read_config_file
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def flags(face_folder: Path, vgg_file: Path, output_dir: Path, **overrides: object) -> list[str]:
@@ -26,8 +30,9 @@ def flags(face_folder: Path, vgg_file: Path, output_dir: Path, **overrides: obje
 
 
 def loss_records(output_dir: Path) -> dict[int, dict]:
+    """The logged losses and data counters by step (without the timings, `perf/`)."""
     lines = (output_dir / "metrics.jsonl").read_text().splitlines()
-    return {r["step"]: r for r in map(json.loads, lines) if "loss/g" in r}
+    return {r["step"]: {k: v for k, v in r.items() if not k.startswith("perf/")} for r in map(json.loads, lines) if "loss/g" in r}
 
 
 def test_run_writes_everything(tmp_path: Path, face_folder: Path, vgg_file: Path) -> None:
@@ -63,16 +68,16 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path: Path, face_folder: Pa
 def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(
     tmp_path: Path, face_folder: Path, vgg_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hf_faceinpaint.training import trainer
+    from hf_faceinpaint.training import msl
 
     calls = {"n": 0}
-    real_l1 = trainer.l1_loss
+    real_l1 = msl.l1_loss
 
     def l1_that_breaks(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         calls["n"] += 1
         return real_l1(pred, target) * (float("nan") if calls["n"] == 3 else 1.0)
 
-    monkeypatch.setattr(trainer, "l1_loss", l1_that_breaks)
+    monkeypatch.setattr(msl, "l1_loss", l1_that_breaks)
     with pytest.raises(TrainingDiverged, match=r"non-finite loss \(g_loss, rec\) at step 2.*step-00000002"):
         train(parse_config(flags(face_folder, vgg_file, tmp_path / "run", max_steps=6)))
     assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["step-00000002"]
@@ -94,18 +99,50 @@ def test_bad_images_are_skipped_and_counted(tmp_path: Path, face_folder: Path, v
     assert 2 <= records[3]["data/bad_images"] <= 4
 
 
-def test_config_file_with_flag_override(tmp_path: Path, face_folder: Path, vgg_file: Path) -> None:
+def test_config_files_then_flags(tmp_path: Path, face_folder: Path, vgg_file: Path) -> None:
+    settings, more = tmp_path / "settings.yaml", tmp_path / "more.json"
+    settings.write_text(f"dataset: {face_folder}\nvgg-weights: {vgg_file}\nlr_g: 2e-4\nmax_steps: 9\nw-adv: 0.5\ncpu: true\n")
+    more.write_text(json.dumps({"w_adv": 0.25, "resolution": 32}))
+    argv = ["--config", str(settings), "--config", str(more), "--output-dir", str(tmp_path), "--max-steps", "3"]
+    config = parse_config(argv)
+    assert (config.lr_g, config.max_steps, config.dataset, config.cpu) == (2e-4, 3, str(face_folder), True)
+    assert (config.msl.w_adv, config.resolution) == (0.25, 32)  # the later file wins
+    assert parse_config([*argv, "--w-adv", "0"]).msl.w_adv == 0.0  # flags win over files
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda path: path.name)
+def test_shipped_config_files_parse(path: Path) -> None:
+    parser = build_parser()
+    parser.set_defaults(**read_config_file(str(path)))
+    assert parser.parse_args([]).model
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("lr-g: fast\n", "error: argument --lr-g: invalid float value: 'fast'"),
+        ("max-steps: 2.5\n", "error: argument --max-steps: invalid int value: '2.5'"),
+        ("mixed-precision: no\n", "error: config file SETTINGS: bad value for mixed_precision: False"),
+        ("cpu: 1\n", "error: config file SETTINGS: bad value for cpu: 1"),
+        ("- a list\n", "error: config file SETTINGS must hold a mapping of settings"),
+    ],
+)
+def test_bad_config_file_values_exit_with_one_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture, content: str, message: str
+) -> None:
     settings = tmp_path / "settings.yaml"
-    settings.write_text(f"dataset: {face_folder}\nvgg-weights: {vgg_file}\nlr_g: 2e-4\nmax_steps: 9\nresolution: 32\n")
-    config = parse_config(["--config", str(settings), "--output-dir", str(tmp_path), "--max-steps", "3"])
-    assert (config.lr_g, config.max_steps, config.dataset) == (2e-4, 3, str(face_folder))
+    settings.write_text(content)
+    assert main(["--config", str(settings)]) == 2
+    assert capsys.readouterr().err == message.replace("SETTINGS", str(settings)) + "\n"
 
 
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
         ({"model": "msl-9000"}, "unknown --model 'msl-9000'"),
-        ({"max_steps": 0}, "--max-steps must be positive"),
+        ({"max_steps": 0}, "--max-steps must lie in [1, inf], got 0"),
+        ({"adversarial": "lsgan"}, "--adversarial must be one of nsgan, hinge, wgan-gp, got 'lsgan'"),
+        ({"id_weights": "/nonexistent/arcface.pth"}, "--id-weights applies to --stage 1 only"),
         ({"vgg_weights": "/nonexistent/vgg.pth"}, "--vgg-weights file /nonexistent/vgg.pth does not exist"),
         ({"dataset": "/nonexistent/faces"}, "is neither an image folder"),
         ({"dataset": "/nonexistent/*.parquet"}, "no Parquet files match"),

@@ -1,5 +1,6 @@
-"""Training the two-stage model through train.py's `main`: stage 1 then stage 2 on tiny settings, the variant
-without a structure stage, what the logs say about missing weights, and clear errors for bad settings and files."""
+"""Training the two-stage model through train.py's `main` with each stage's config file: stage 1 then stage 2 on tiny
+settings, the variant without a structure stage, what the logs say about missing weights, and clear errors for bad
+settings and files."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from hf_faceinpaint import TwoStageInpainter
 from hf_faceinpaint.models.arcface import ArcFaceIRSE
 from hf_faceinpaint.models.stylegan2 import StyleGAN2Config, StyleGAN2Generator
 from hf_faceinpaint.training import main
+
+STAGE_CONFIG = {stage: Path(__file__).resolve().parents[2] / "configs" / f"twostage-stage{stage}.yaml" for stage in (1, 2)}
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +47,8 @@ def records(output_dir: Path) -> list[dict]:
 
 def test_stage1_then_stage2(tmp_path: Path, face_folder: Path, vgg_file: Path, weights: dict[str, Path]) -> None:
     stage1 = tmp_path / "stage1"
-    argv = flags(face_folder, vgg_file, stage1, stage=1, stylegan_weights=weights["stylegan"], id_weights=weights["id"],
-                 lpips_weights=weights["lpips"])
+    argv = flags(face_folder, vgg_file, stage1, config=STAGE_CONFIG[1], stylegan_weights=weights["stylegan"],
+                 id_weights=weights["id"], lpips_weights=weights["lpips"])
     assert main(argv) == 0
     model = TwoStageInpainter.from_pretrained(stage1 / "final")
     assert model.config.stylegan == StyleGAN2Config(resolution=32, style_dim=16, n_mlp=2, channel_base=128, channel_max=16)
@@ -55,10 +58,12 @@ def test_stage1_then_stage2(tmp_path: Path, face_folder: Path, vgg_file: Path, w
     assert [r["step"] for r in logged] == [1, 2]
     assert {"loss/l2", "loss/lpips", "loss/id", "loss/hole", "loss/valid"} <= set(logged[0])
     assert (stage1 / "samples" / "step-00000002.png").is_file()
-    assert "Stage 1 (structure reconstructor)" in (stage1 / "final" / "README.md").read_text()
+    card = (stage1 / "final" / "README.md").read_text()
+    assert "Stage 1 (structure reconstructor)" in card and "at batch 2 × 1 processes" in card  # the stage's config
 
     stage2 = tmp_path / "stage2"
-    assert main(flags(face_folder, vgg_file, stage2, stage=2, stage1_checkpoint=stage1 / "final", lr_decay_every=1)) == 0
+    argv = flags(face_folder, vgg_file, stage2, config=STAGE_CONFIG[2], stage1_checkpoint=stage1 / "final", lr_decay_every=1)
+    assert main(argv) == 0
     before, after = load_file(stage1 / "final" / "model.safetensors"), load_file(stage2 / "final" / "model.safetensors")
     assert all(torch.equal(after[k], v) for k, v in before.items() if k.startswith("structure."))  # stage 1 frozen
     assert any(not torch.equal(after[k], v) for k, v in before.items() if k.startswith("texture."))  # stage 2 trained
@@ -71,12 +76,12 @@ def test_stage1_then_stage2(tmp_path: Path, face_folder: Path, vgg_file: Path, w
 def test_variant1_and_stage1_without_pretrained_weights(
     tmp_path: Path, face_folder: Path, vgg_file: Path, weights: dict[str, Path], capsys: pytest.CaptureFixture
 ) -> None:
-    argv = flags(face_folder, vgg_file, tmp_path / "v1", model="twostage-256-variant1", stage=2, max_steps=1,
-                 val_dataset=None, checkpoint_every=1)
+    argv = flags(face_folder, vgg_file, tmp_path / "v1", model="twostage-256-variant1", config=STAGE_CONFIG[2],
+                 max_steps=1, val_dataset=None, checkpoint_every=1)
     assert main(argv) == 0
     assert TwoStageInpainter.from_pretrained(tmp_path / "v1" / "final").structure is None
-    argv = flags(face_folder, vgg_file, tmp_path / "s1", stage=1, w_id=0, lpips_weights=weights["lpips"], max_steps=1,
-                 val_dataset=None, checkpoint_every=1)
+    argv = flags(face_folder, vgg_file, tmp_path / "s1", config=STAGE_CONFIG[1], w_id=0, lpips_weights=weights["lpips"],
+                 max_steps=1, val_dataset=None, checkpoint_every=1)
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "identity loss off (--w-id 0)" in out
@@ -122,7 +127,7 @@ def test_bad_weights_files_exit_with_a_clear_error(
 ) -> None:
     (tmp_path / name).write_bytes(content)
     kind = "id_weights" if name.startswith("model_ir") else "stylegan_weights"
-    argv = flags(face_folder, vgg_file, tmp_path / "run", stage=1, lpips_weights=weights["lpips"],
+    argv = flags(face_folder, vgg_file, tmp_path / "run", config=STAGE_CONFIG[1], lpips_weights=weights["lpips"],
                  **{"id_weights": weights["id"], kind: tmp_path / name})
     assert main(argv) == 2
     assert message in capsys.readouterr().err

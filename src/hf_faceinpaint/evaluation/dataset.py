@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ..data import decode_face, list_image_files
+from ..data import decode_face, list_image_files, open_dataset
+from ..io import tensor_to_frames
 from .progress import progress_bar
 
 
@@ -39,7 +40,7 @@ def _to_uint8(value: Any, resolution: int, name: str) -> np.ndarray:
         face = decode_face(value, resolution)  # (3, R, R) in [-1, 1]
     except ValueError as err:
         raise ValueError(f"image {name} is not a readable image ({err})") from err
-    return ((face.permute(1, 2, 0).numpy() + 1.0) * 127.5).round().clip(0, 255).astype(np.uint8)  # (R, R, 3)
+    return tensor_to_frames(face[None])[0]  # (R, R, 3)
 
 
 def _rows(spec: str, limit: int | None) -> list[tuple[str, Any]]:
@@ -51,8 +52,6 @@ def _rows(spec: str, limit: int | None) -> list[tuple[str, Any]]:
         if not os.path.exists(spec):
             raise FileNotFoundError(f"image folder or Parquet file not found: {spec}")
         raise ValueError(f"{spec} is neither an image folder nor a Parquet file / glob")
-    from ..data import open_dataset  # imports `datasets`, needed for Parquet only
-
     dataset, column = open_dataset(spec)
     rows = []
     for index, row in enumerate(dataset):

@@ -1,12 +1,10 @@
 """The methods under evaluation and how each one inpaints an evaluation frame.
 
-A method is "telea" / "ns" (OpenCV), a preset name (built with random weights and labelled "(untrained)"), a shipped
-checkpoint, a `save_pretrained` folder or a Hub repo id. Evaluation frames are square (R×R): classic methods run on
-the frame itself; a network runs on the whole frame, resized to its `config.resolution` when that differs from R
-(bicubic for the image, `pipeline.resize_mask` for the hole, which covers every pixel the resampling could blur hole
-content into) and its output is resized back. Either way only hole pixels are taken from the method: every pixel
-outside the mask is the ground truth exactly. This is the papers' protocol (the network sees the whole face), not
-`pipeline.inpaint`'s crop around the hole, which would zoom into small holes.
+A method is any model spec `registry.resolve_model` takes: "telea" / "ns" (OpenCV), a shipped checkpoint, a
+`save_pretrained` folder, a Hub repo id, or a preset name (built with seeded random weights and labelled
+"(untrained)"). Every method inpaints an evaluation frame exactly as `inpaint()` inpaints that frame as a photo
+(`pipeline.inpaint_arrays`: the same crop, working size and paste-back), so the scores are those of what users get.
+Only hole pixels are taken from the method: every pixel outside the mask is the ground truth exactly.
 """
 
 from __future__ import annotations
@@ -19,8 +17,8 @@ import torch
 
 from ..devices import parse_device
 from ..models.classic import CLASSIC_METHODS, ClassicInpainter
-from ..models.registry import PRESETS, SHIPPED, Inpainter, list_presets, load_model, shipped_checkpoint
-from ..pipeline import resize_image, resize_mask, to_image, to_tensor
+from ..models.registry import PRESETS, SHIPPED, Inpainter, list_presets, resolve_model
+from ..pipeline import inpaint_arrays
 
 UNTRAINED_SUFFIX = " (untrained)"
 
@@ -48,7 +46,7 @@ class EvalMethod:
 
     @property
     def resolution(self) -> int | None:
-        """The network's working side, or None for a classic method (which works at any size)."""
+        """The network's training resolution, or None for a classic method (which works at any size)."""
         return None if isinstance(self.inpainter, ClassicInpainter) else int(self.inpainter.config.resolution)
 
 
@@ -84,24 +82,6 @@ def resolve_device(name: str | None) -> torch.device:
     return parse_device(name)
 
 
-def _is_untrained_preset(spec: str) -> bool:
-    """A bare preset name, as `load_model` resolves it (an existing path of that name wins)."""
-    return spec in PRESETS and not os.path.exists(spec)
-
-
-def _source(spec: str, seed: int) -> str:
-    """Where a method's weights come from, in words."""
-    if spec in CLASSIC_METHODS:
-        return "OpenCV classic inpainting, no weights"
-    if spec in SHIPPED and not os.path.exists(spec):
-        return f"shipped checkpoint {shipped_checkpoint(spec)}"
-    if _is_untrained_preset(spec):
-        return f"UNTRAINED preset: random initialisation (torch seed {seed}), not a trained model"
-    if os.path.isdir(spec):
-        return f"local directory {os.path.abspath(spec)}"
-    return f"Hugging Face Hub repo {spec}"
-
-
 def load_method(spec: str, device: torch.device, seed: int) -> EvalMethod:
     """Load one method; a preset is built untrained with the torch RNG seeded from `seed` (the global RNG is kept).
 
@@ -122,12 +102,13 @@ def load_method(spec: str, device: torch.device, seed: int) -> EvalMethod:
         )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        inpainter = load_model(spec, device=device, allow_untrained=True)
-    return EvalMethod(spec, _is_untrained_preset(spec), _source(spec, seed), inpainter)
+        resolved = resolve_model(spec, device=device, allow_untrained=True)
+    source = resolved.source + (f" (torch seed {seed})" if resolved.untrained else "")
+    return EvalMethod(spec, resolved.untrained, source, resolved.model)
 
 
 def run_method(method: EvalMethod, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """Inpaint a batch of evaluation frames and composite: hole pixels from the method, the rest from the input.
+    """Inpaint a batch of evaluation frames as `inpaint()` would: hole pixels from the method, the rest the input.
 
     Args:
         method: The method.
@@ -137,19 +118,4 @@ def run_method(method: EvalMethod, images: np.ndarray, masks: np.ndarray) -> np.
     Returns:
         (B, R, R, 3) uint8; equal to `images` wherever `masks` is False.
     """
-    inpainter = method.inpainter
-    if isinstance(inpainter, ClassicInpainter):
-        filled = np.stack([inpainter(image, mask) for image, mask in zip(images, masks)])  # (B, R, R, 3)
-    else:
-        side, work = images.shape[1], method.resolution
-        resized = work != side
-        frames = np.stack([resize_image(image, work) for image in images]) if resized else images  # (B, W, W, 3)
-        holes = np.stack([resize_mask(mask, work) for mask in masks]) if resized else masks  # (B, W, W)
-        param = next(inpainter.parameters())
-        x = to_tensor(frames, param.device, param.dtype)  # (B, 3, W, W)
-        m = torch.from_numpy(holes[:, None]).to(device=param.device, dtype=param.dtype)  # (B, 1, W, W)
-        with torch.inference_mode():
-            filled = to_image(inpainter(x, m))  # (B, W, W, 3)
-        if resized:
-            filled = np.stack([resize_image(out, side) for out in filled])  # (B, R, R, 3)
-    return np.where(masks[..., None], filled, images)
+    return np.stack(inpaint_arrays(method.inpainter, list(images), list(masks)))

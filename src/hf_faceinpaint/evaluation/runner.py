@@ -295,8 +295,8 @@ def _settings(config: EvalConfig, images: EvalImages, plan: MaskPlan, device: st
         "masks": plan.recipe,
         "square_size": config.square_size if plan.mode == "square" else None,
         "resolution": config.resolution,
-        "network_input": "the whole frame; resized (bicubic image, conservative mask) to the network's "
-        "config.resolution when it differs, output resized back; pixels outside the mask are the ground truth",
+        "network_input": "as inpaint() sees the frame as a photo (pipeline.inpaint_arrays: crop, working size "
+        "and paste-back); pixels outside the mask are the ground truth",
         "metrics_on": "the composited 8-bit output vs the 8-bit ground truth, whole frame, RGB in [0, 1]",
         "seed": config.seed,
         "batch_size": config.batch_size,

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 CLASSIC_METHODS = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
+CLASSIC_LABELS = {"telea": "OpenCV Telea (classic baseline)", "ns": "OpenCV Navier-Stokes (classic baseline)"}
 
 
 class ClassicInpainter:

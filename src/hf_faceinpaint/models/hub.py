@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import re
 from dataclasses import asdict
 from importlib import resources
@@ -15,8 +14,10 @@ from typing import Any, TypeVar
 import torch
 from huggingface_hub import ModelCard, PyTorchModelHubMixin, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, OfflineModeIsEnabled
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+
+from ..io import CheckpointError, read_safetensors, read_state_dict, save_safetensors_atomic, write_text_atomic
+
+__all__ = ["CheckpointError", "HubModelMixin", "read_safetensors", "read_state_dict", "save_safetensors_atomic"]
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -24,10 +25,6 @@ REPO_URL = "https://github.com/hf-faceinpaint/hf-faceinpaint"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 T = TypeVar("T", bound="HubModelMixin")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint does not match the model it is loaded into, or cannot be read."""
 
 
 def model_card_template() -> str:
@@ -54,50 +51,6 @@ def load_state_dict_strict(model: torch.nn.Module, state_dict: dict[str, torch.T
                 lines.append(f"  {title}: {shown}")
         raise CheckpointError("\n".join(lines))
     model.load_state_dict({key: value.to(own[key].dtype) for key, value in state_dict.items()}, strict=True)
-
-
-def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a safetensors file on the CPU, turning a truncated or corrupt file into a `CheckpointError`."""
-    try:
-        return load_file(str(path), device="cpu")
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"cannot read weights file {path}: {err}") from err
-
-
-def read_state_dict(path: str | os.PathLike, what: str, must_exist: bool = True) -> dict[str, torch.Tensor]:
-    """A state dict from a `.safetensors` file or a torch file read with `weights_only=True` (never a full unpickle).
-
-    Args:
-        path: The weights file.
-        what: What the file holds, for error messages (e.g. "VGG16 weights").
-        must_exist: Check first that the file exists, with its own message.
-
-    Raises:
-        CheckpointError: Missing, unreadable, or not a state dict.
-    """
-    path = Path(path)
-    if must_exist and not path.is_file():
-        raise CheckpointError(f"{what} file {path} does not exist")
-    if path.suffix == ".safetensors":
-        state = read_safetensors(path)
-    else:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:
-            raise CheckpointError(f"cannot read {what} file {path}: {err}") from err
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path} does not hold a state dict but a {type(state).__name__}")
-    return state
-
-
-def save_safetensors_atomic(state_dict: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
-    """Write a safetensors file through a temporary file renamed into place, so no half-written file is ever left."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in state_dict.items()}, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 class HubModelMixin(PyTorchModelHubMixin):
@@ -173,9 +126,7 @@ class HubModelMixin(PyTorchModelHubMixin):
     def _save_pretrained(self, save_directory: Path) -> None:
         config = asdict(self.config)
         save_safetensors_atomic(self.state_dict(), save_directory / WEIGHTS_NAME, metadata={"config": json.dumps(config)})
-        tmp = save_directory / f".{CONFIG_NAME}.tmp-{os.getpid()}"
-        tmp.write_text(json.dumps(config, sort_keys=True, indent=2), encoding="utf-8")
-        os.replace(tmp, save_directory / CONFIG_NAME)
+        write_text_atomic(save_directory / CONFIG_NAME, json.dumps(config, sort_keys=True, indent=2))
 
     def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> str | None:
         """Write `config.json`, `model.safetensors` (atomically) and a fresh model card `README.md`."""

@@ -18,8 +18,9 @@ from torch import nn
 
 from ..layers import ChannelSemanticLearning, ContextualAttention, GatedConv2d, GatedUpConv2d
 from .discriminator import PatchDiscriminator
-from .hub import REPO_URL, HubModelMixin, model_card_template
+from .base import Inpainter
 from .prior import FacePrior
+from .registry import register_preset
 
 
 @dataclass
@@ -173,16 +174,7 @@ class MSLDecoder(nn.Module):
         return self.to_rgb(x)
 
 
-class MSLInpainter(
-    nn.Module,
-    HubModelMixin,
-    library_name="hf-faceinpaint",
-    pipeline_tag="image-to-image",
-    tags=["inpainting", "face-inpainting", "gan", "msl"],
-    license="apache-2.0",
-    repo_url=REPO_URL,
-    model_card_template=model_card_template(),
-):
+class MSLInpainter(Inpainter, config_class=MSLConfig, tags=("msl",)):
     """The MSL generator, loadable with `from_pretrained` and publishable with `push_to_hub`.
 
     Args:
@@ -191,12 +183,8 @@ class MSLInpainter(
     """
 
     def __init__(self, config: MSLConfig | dict | None = None) -> None:
-        super().__init__()
-        if config is None:
-            config = MSLConfig()
-        elif isinstance(config, dict):
-            config = MSLConfig(**config)
-        self.config = config
+        super().__init__(config)
+        config = self.config
         # a stride-2 stem: one gated conv downsamples once before the three encoders
         self.stem = GatedConv2d(config.in_channels, config.widths[0], 3, stride=2) if config.stem_stride == 2 else None
         encoder_in = config.in_channels if self.stem is None else config.widths[0]
@@ -214,16 +202,6 @@ class MSLInpainter(
             FacePrior(config.prior_size, config.prior_components, config.prior_ridge) if config.prior_components else None
         )
 
-    @classmethod
-    def from_preset(cls, name: str) -> "MSLInpainter":
-        """A freshly initialised (untrained) model built from a named preset; see `hf_faceinpaint.list_presets()`."""
-        from .registry import preset_config
-
-        config = preset_config(name)
-        if not isinstance(config, MSLConfig):
-            raise ValueError(f"preset {name!r} is not an MSL preset")
-        return cls(config)
-
     def build_discriminator(self) -> PatchDiscriminator:
         """The spectral-norm PatchGAN discriminator this generator is trained against."""
         return PatchDiscriminator(4, self.config.discriminator_widths, spectral_norm=True)
@@ -235,7 +213,7 @@ class MSLInpainter(
             image: (B, 3, H, W) in [-1, 1]; hole pixels are ignored (zeroed here).
             mask: (B, 1, H, W), 1 = hole, 0 = known.
         """
-        self._check_inputs(image, mask)
+        self.check_inputs(image, mask)
         mask = mask.to(image.dtype)
         x = torch.cat([image * (1.0 - mask), mask], dim=1)  # (B, 4, H, W): masked image + mask
         prior = None
@@ -252,16 +230,29 @@ class MSLInpainter(
         # with a prior the network predicts the correction to the prior's face; without one, the image itself
         return torch.tanh(out) if prior is None else prior + out
 
-    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Inpaint: the prediction inside the hole, the input outside it. Same shapes as `generate`."""
-        mask = mask.to(image.dtype)
-        return mask * self.generate(image, mask) + (1.0 - mask) * image
-
-    def _check_inputs(self, image: torch.Tensor, mask: torch.Tensor) -> None:
-        if image.ndim != 4 or image.shape[1] != 3:
-            raise ValueError(f"image must be (B, 3, H, W), got {tuple(image.shape)}")
-        if mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[0] != image.shape[0] or mask.shape[2:] != image.shape[2:]:
-            raise ValueError(f"mask must be (B, 1, H, W) matching image {tuple(image.shape)}, got {tuple(mask.shape)}")
+    def check_size(self, height: int, width: int) -> None:
         multiple = self.config.size_multiple
-        if image.shape[2] % multiple or image.shape[3] % multiple:
-            raise ValueError(f"image sides must be multiples of {multiple}, got {tuple(image.shape[2:])}")
+        if height % multiple or width % multiple:
+            raise ValueError(f"image sides must be multiples of {multiple}, got {(height, width)}")
+
+
+# The paper's setting: CelebA-HQ at 256², bottleneck at 32², attention over all 32² locations.
+register_preset("msl-256", MSLConfig(resolution=256, widths=(32, 64, 128, 256), convs_per_level=1))
+# Paper Table 2 ablation: the same network without multi-scale semantic learning.
+register_preset(
+    "msl-256-wo-msl", MSLConfig(resolution=256, widths=(32, 64, 128, 256), convs_per_level=1, use_semantic_learning=False)
+)
+# Small enough to train on a CPU: 128², bottleneck at 16² (the first shipped msl-face).
+register_preset(
+    "msl-tiny-128",
+    MSLConfig(resolution=128, widths=(16, 32, 64, 64), convs_per_level=0, se_reduction=4,
+              discriminator_widths=(32, 64, 128, 128)),
+)
+# The default model's architecture (msl-face v2): a stride-2 stem before the three encoders (levels at 1/2, 1/4 and
+# 1/8; attention on the 16² bottleneck), and the gappy-PCA face prior (100 components on a 64² grid) as a second
+# input whose face the decoder corrects. 2.4 GFLOPs at 128².
+register_preset(
+    "msl-prior-128",
+    MSLConfig(resolution=128, widths=(16, 32, 64), convs_per_level=0, stem_stride=2, prior_components=100,
+              discriminator_widths=(32, 64, 128, 128)),
+)

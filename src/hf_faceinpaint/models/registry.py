@@ -1,12 +1,23 @@
-"""Named presets, the checkpoints shipped inside the package, and resolution of a `model=` argument."""
+"""Presets, model classes and shipped checkpoints, and the one resolution of a model spec (`resolve_model`).
+
+Model files register themselves, timm's direction: a family's module calls `register_preset(name, config)` for its
+presets, and subclassing `base.Inpainter` registers the class by name. This module imports no model module.
+
+A model spec is a loaded model, "telea" / "ns", the name of a shipped checkpoint ("msl-face"), a preset name (an
+untrained architecture, only where asked for), a `save_pretrained` folder, or a Hub repo id. `resolve_model` turns
+it into the model and says where its weights come from; `load_model` returns just the model. Both keep the last few
+loaded checkpoints in a small cache keyed by spec, device and dtype, shared safely between threads.
+"""
 
 from __future__ import annotations
 
 import copy
 import json
 import os
+import threading
 import warnings
-from dataclasses import fields
+from collections import OrderedDict
+from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any, Union
@@ -14,54 +25,32 @@ from typing import Any, Union
 import torch
 from torch import nn
 
-from .classic import CLASSIC_METHODS, ClassicInpainter
+from .classic import CLASSIC_LABELS, CLASSIC_METHODS, ClassicInpainter
 from .hub import _REPO_ID, CONFIG_NAME
-from .msl import MSLConfig, MSLInpainter
-from .twostage import TwoStageConfig, TwoStageInpainter
 
 Inpainter = Union[nn.Module, ClassicInpainter]
 
-# Name -> config. Every preset is an architecture only; trained weights are listed in SHIPPED.
-PRESETS: dict[str, Any] = {
-    # The paper's setting: CelebA-HQ at 256², bottleneck at 32², attention over all 32² locations.
-    "msl-256": MSLConfig(resolution=256, widths=(32, 64, 128, 256), convs_per_level=1),
-    # Paper Table 2 ablation: the same network without multi-scale semantic learning.
-    "msl-256-wo-msl": MSLConfig(
-        resolution=256, widths=(32, 64, 128, 256), convs_per_level=1, use_semantic_learning=False
-    ),
-    # Small enough to train on a CPU and to serve as the demo default: 128², bottleneck at 16².
-    "msl-tiny-128": MSLConfig(
-        resolution=128, widths=(16, 32, 64, 64), convs_per_level=0, se_reduction=4, discriminator_widths=(32, 64, 128, 128)
-    ),
-    # The default model's architecture (msl-face v2): a stride-2 stem before the three encoders (levels at 1/2, 1/4
-    # and 1/8; attention on the 16² bottleneck), and the gappy-PCA face prior (100 components on a 64² grid) as a
-    # second input whose face the decoder corrects. 2.4 GFLOPs at 128², so 256² frames run in about 0.2 s on 2 cores.
-    "msl-prior-128": MSLConfig(
-        resolution=128, widths=(16, 32, 64), convs_per_level=0, stem_stride=2, prior_components=100,
-        discriminator_widths=(32, 64, 128, 128),
-    ),
-    # Two-stage paper's setting: 256² images, pSp (IR-SE-50) into a 1024² StyleGAN2 config F (18 styles, the paper's
-    # count; FFHQ weights such as pSp's stylegan2-ffhq-config-f.pt plug in), attention scores from layers 4-6.
-    "twostage-256": TwoStageConfig(),
-    # Paper Table 2, variant 1: the texture generator alone, attention scores from layer 6 only.
-    "twostage-256-variant1": TwoStageConfig(use_structure_stage=False, attention_layers=(6,)),
-    # Paper Table 2, variant 2: both stages, attention scores from layer 6 only.
-    "twostage-256-variant2": TwoStageConfig(attention_layers=(6,)),
-    # Small enough to train both stages on a CPU: 128², a 128² StyleGAN2 (12 styles) with few channels, a 5-unit
-    # IR-SE encoder; attention scores on a 16² map.
-    "twostage-tiny-128": TwoStageConfig(
-        resolution=128, stylegan_resolution=0, stylegan_style_dim=128, stylegan_n_mlp=4, stylegan_channel_base=2048,
-        stylegan_channel_max=128, encoder_widths=(16, 32, 64, 128), encoder_units=(1, 1, 2, 1),
-        texture_widths=(16, 32, 64, 64), discriminator_widths=(32, 64, 128, 128),
-    ),
-}
-
-# Trained checkpoints that ship as package data: name -> folder under hf_faceinpaint/weights/.
-SHIPPED: dict[str, str] = {"msl-face": "msl-face"}
+#: Key of `config.json` naming the model class (diffusers' convention).
+CLASS_KEY = "_class_name"
+#: Trained checkpoints that ship as package data: name -> (folder under hf_faceinpaint/weights/, label for people).
+SHIPPED: dict[str, tuple[str, str]] = {"msl-face": ("msl-face", "MSL face model")}
 DEFAULT_MODEL = "msl-face"
+CACHE_SIZE = 3  # loaded checkpoints kept by `load_model`
 
-# Model class -> its config dataclass; `load_pretrained` picks the class whose config fields a config.json has.
-MODEL_CLASSES: dict[type, type] = {MSLInpainter: MSLConfig, TwoStageInpainter: TwoStageConfig}
+PRESETS: dict[str, Any] = {}
+MODEL_CLASSES: dict[str, tuple[type, type]] = {}  # class name -> (class, its config dataclass)
+
+
+def register_preset(name: str, config: Any) -> None:
+    """Add a named architecture (a family's config dataclass); called by the family's module at import."""
+    if name in PRESETS:
+        raise ValueError(f"preset {name!r} is registered twice")
+    PRESETS[name] = config
+
+
+def register_model_class(cls: type, config_class: type) -> None:
+    """Add a model family; called when a class subclasses `base.Inpainter` with a `config_class`."""
+    MODEL_CLASSES[cls.__name__] = (cls, config_class)
 
 
 def list_presets() -> list[str]:
@@ -76,28 +65,44 @@ def preset_config(name: str) -> Any:
     return copy.deepcopy(PRESETS[name])
 
 
+def _class_of_config(config: Any) -> type:
+    return next(cls for cls, config_class in MODEL_CLASSES.values() if isinstance(config, config_class))
+
+
 def from_preset(name: str) -> nn.Module:
     """A freshly initialised (untrained) model of the preset's family, e.g. `TwoStageInpainter` for "twostage-256"."""
     config = preset_config(name)
-    cls = next(cls for cls, config_type in MODEL_CLASSES.items() if isinstance(config, config_type))
-    return cls(config)
+    return _class_of_config(config)(config)
 
 
 def shipped_checkpoint(name: str) -> Path | None:
     """The package-data folder of a shipped trained checkpoint, or None if it is not in this installation."""
     if name not in SHIPPED:
         return None
-    folder = Path(str(resources.files("hf_faceinpaint").joinpath("weights", SHIPPED[name])))
+    folder = Path(str(resources.files("hf_faceinpaint").joinpath("weights", SHIPPED[name][0])))
     return folder if (folder / "model.safetensors").is_file() else None
 
 
+def method_label(name: str) -> str:
+    """A readable name for a method ("telea" -> "OpenCV Telea (classic baseline)")."""
+    if name in CLASSIC_LABELS:
+        return CLASSIC_LABELS[name]
+    if name in SHIPPED:
+        return SHIPPED[name][1]
+    return f"checkpoint {name}"
+
+
 def model_class_for(config: dict[str, Any]) -> type:
-    """The model class whose config dataclass has exactly the keys of a saved `config.json`."""
-    # a config written before newer optional fields existed lacks them (their defaults keep its behaviour)
-    fitting = [cls for cls, config_type in MODEL_CLASSES.items() if set(config) <= {f.name for f in fields(config_type)}]
-    if len(fitting) == 1:
-        return fitting[0]
-    raise ValueError(f"config keys {sorted(config)} match no known model class")
+    """The model class a saved `config.json` names; for folders saved before the name was written (such as the
+    first shipped msl-face), the one family whose config fields hold all of its keys."""
+    if CLASS_KEY in config:
+        if config[CLASS_KEY] not in MODEL_CLASSES:
+            raise ValueError(f"config names the model class {config[CLASS_KEY]!r}, not one of {sorted(MODEL_CLASSES)}")
+        return MODEL_CLASSES[config[CLASS_KEY]][0]
+    fitting = [cls for cls, config_class in MODEL_CLASSES.values() if set(config) <= {f.name for f in fields(config_class)}]
+    if len(fitting) != 1:
+        raise ValueError(f"config keys {sorted(config)} match no single model class")
+    return fitting[0]
 
 
 def load_pretrained(path_or_repo: str | os.PathLike) -> nn.Module:
@@ -107,12 +112,12 @@ def load_pretrained(path_or_repo: str | os.PathLike) -> nn.Module:
         folder: Path | None = Path(name)
     else:
         folder = _hub_config_folder(name) if not os.path.exists(name) and _REPO_ID.match(name) else None
+    default = next(iter(MODEL_CLASSES.values()))[0]
     if folder is None or not (folder / CONFIG_NAME).is_file():
         # No config to choose a class by: from_pretrained raises the same clear error for every class
         # (a file instead of a folder, no config.json, not a repo id, offline).
-        return MSLInpainter.from_pretrained(name)
-    cls = model_class_for(json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8")))
-    return cls.from_pretrained(name)
+        return default.from_pretrained(name)
+    return model_class_for(json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))).from_pretrained(name)
 
 
 def _hub_config_folder(repo_id: str) -> Path | None:
@@ -126,23 +131,72 @@ def _hub_config_folder(repo_id: str) -> Path | None:
         return None
 
 
-def load_model(
+@dataclass
+class ResolvedModel:
+    """A model spec resolved.
+
+    Args:
+        name: A short name for tables and logs: "msl-face", "telea", the folder or repo id given.
+        source: Where the weights come from, in words.
+        untrained: Whether the weights are a random initialisation (a bare preset name).
+        model: The loaded `ClassicInpainter` or network (in eval mode).
+    """
+
+    name: str
+    source: str
+    untrained: bool
+    model: Inpainter
+
+
+class _ModelCache:
+    """The last `CACHE_SIZE` loaded checkpoints, keyed by (spec, device, dtype); safe between threads."""
+
+    def __init__(self) -> None:
+        self._models: OrderedDict[tuple, nn.Module] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple, load) -> nn.Module:
+        with self._lock:
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+        model = load()  # outside the lock: a slow load or download must not block other requests
+        with self._lock:
+            model = self._models.setdefault(key, model)
+            self._models.move_to_end(key)
+            while len(self._models) > CACHE_SIZE:
+                self._models.popitem(last=False)
+        return model
+
+    def clear(self) -> None:
+        with self._lock:
+            self._models.clear()
+
+
+MODEL_CACHE = _ModelCache()
+
+
+def resolve_model(
     spec: Inpainter | str | os.PathLike | None = None,
     *,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
     allow_untrained: bool = False,
-) -> Inpainter:
-    """Resolve a `model=` argument to something that inpaints.
+) -> ResolvedModel:
+    """Resolve a model spec (see the module docstring) into the model and where it comes from.
 
     Args:
-        spec: A model instance; "telea" / "ns"; the name of a shipped checkpoint ("msl-face"); a preset name (only
-            with `allow_untrained`); a local directory written by `save_pretrained`; or a Hub repo id. None means
-            the shipped default model, or OpenCV Telea with a warning when this installation has none.
-        device: Device to move a neural model to (default: leave it where it is; CPU for loaded models).
+        spec: The spec; None means the shipped default model, or OpenCV Telea with a warning when this
+            installation has none.
+        device: Device to put a neural model on (default: the CPU for loaded checkpoints, as-is for instances).
         dtype: Floating dtype for a neural model (default: keep).
-        allow_untrained: Let a bare preset name build an untrained network (for tests and evaluation tables that
+        allow_untrained: Let a bare preset name build an untrained network (for `info` and evaluation tables that
             label it as untrained). An untrained network never stands in for a result otherwise.
+
+    Raises:
+        ValueError: A preset name without `allow_untrained`.
+        FileNotFoundError, OSError, CheckpointError: A shipped model this installation lacks; a folder or Hub repo
+            that holds no readable checkpoint, or cannot be downloaded.
     """
     if spec is None:
         if shipped_checkpoint(DEFAULT_MODEL) is None:
@@ -150,31 +204,53 @@ def load_model(
                 f"no trained default model ({DEFAULT_MODEL}) ships with this installation; using OpenCV Telea instead",
                 stacklevel=2,
             )
-            return ClassicInpainter("telea")
+            return ResolvedModel("telea", "OpenCV classic inpainting, no weights", False, ClassicInpainter("telea"))
         spec = DEFAULT_MODEL
     if isinstance(spec, ClassicInpainter):
-        return spec
+        return ResolvedModel(spec.name, "OpenCV classic inpainting, no weights", False, spec)
     if isinstance(spec, nn.Module):
-        model = spec
+        if device is not None or dtype is not None:
+            spec.to(device=device, dtype=dtype)
+        return ResolvedModel(type(spec).__name__, "a model instance", False, spec.eval())
+    name = os.fspath(spec)
+    if name in CLASSIC_METHODS:
+        return ResolvedModel(name, "OpenCV classic inpainting, no weights", False, ClassicInpainter(name))
+    torch_device = torch.device(device) if device is not None else torch.device("cpu")
+    exists = os.path.exists(name)
+    if name in PRESETS and not exists:
+        if not allow_untrained:
+            raise ValueError(
+                f"preset {name!r} is an architecture without trained weights; pass a trained checkpoint "
+                f"(a save_pretrained folder or Hub repo id), '{DEFAULT_MODEL}', 'telea' or 'ns'"
+            )
+        model = from_preset(name).to(device=torch_device, dtype=dtype).eval()  # fresh: never cached
+        return ResolvedModel(name, "UNTRAINED preset: randomly initialised weights, not a trained model", True, model)
+    if name in SHIPPED and not exists:
+        folder = shipped_checkpoint(name)
+        if folder is None:
+            raise FileNotFoundError(f"the trained checkpoint {name!r} is not part of this installation")
+        source, target = f"shipped checkpoint: {folder}", folder
+    elif os.path.isdir(name):
+        source, target = f"local directory: {Path(name).resolve()}", Path(name)
     else:
-        name = os.fspath(spec)
-        if name in CLASSIC_METHODS:
-            return ClassicInpainter(name)
-        if name in SHIPPED and not os.path.exists(name):
-            folder = shipped_checkpoint(name)
-            if folder is None:
-                raise FileNotFoundError(f"the trained checkpoint {name!r} is not part of this installation")
-            model = load_pretrained(folder)
-        elif name in PRESETS and not os.path.exists(name):
-            if not allow_untrained:
-                raise ValueError(
-                    f"preset {name!r} is an architecture without trained weights; pass a trained checkpoint "
-                    f"(a save_pretrained folder or Hub repo id), '{DEFAULT_MODEL}', 'telea' or 'ns'"
-                )
-            model = from_preset(name)
-        else:
-            model = load_pretrained(name)
-    model.eval()
-    if device is not None or dtype is not None:
-        model.to(device=device, dtype=dtype)
-    return model
+        source, target = f"Hugging Face Hub repo: {name}", name
+
+    def load() -> nn.Module:
+        return load_pretrained(target).to(device=torch_device, dtype=dtype).eval()
+
+    # a local folder's key includes its weights' modification time, so a rewritten checkpoint is loaded afresh
+    weights = Path(target) / "model.safetensors"
+    stamp = weights.stat().st_mtime_ns if isinstance(target, Path) and weights.is_file() else None
+    key = (os.path.abspath(name) if exists else name, stamp, str(torch_device), dtype)
+    return ResolvedModel(name, source, False, MODEL_CACHE.get(key, load))
+
+
+def load_model(
+    spec: Inpainter | str | os.PathLike | None = None,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    allow_untrained: bool = False,
+) -> Inpainter:
+    """The model of `resolve_model(spec, ...)` (same arguments)."""
+    return resolve_model(spec, device=device, dtype=dtype, allow_untrained=allow_untrained).model

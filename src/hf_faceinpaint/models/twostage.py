@@ -35,8 +35,9 @@ from torch import nn
 from ..layers import GatedConv2d, GatedUpConv2d
 from ..layers.multilayer_attention import MultiLayerContextualAttention
 from .discriminator import PatchDiscriminator
-from .hub import REPO_URL, HubModelMixin, model_card_template
+from .base import Inpainter
 from .psp import PSpEncoder
+from .registry import register_preset
 from .stylegan2 import StyleGAN2Config, StyleGAN2Generator
 
 # Deep layer whose attention scores fill shallow layers 3, 2 and 1 (paper eqs. for p^3, p^2, p^1).
@@ -220,16 +221,7 @@ class TextureGenerator(nn.Module):
         return coarse + self.to_rgb(x)  # the texture is added to the (upsampled, composited) stage-1 result
 
 
-class TwoStageInpainter(
-    nn.Module,
-    HubModelMixin,
-    library_name="hf-faceinpaint",
-    pipeline_tag="image-to-image",
-    tags=["inpainting", "face-inpainting", "gan", "stylegan2", "psp", "two-stage"],
-    license="apache-2.0",
-    repo_url=REPO_URL,
-    model_card_template=model_card_template(),
-):
+class TwoStageInpainter(Inpainter, config_class=TwoStageConfig, tags=("stylegan2", "psp", "two-stage")):
     """Both stages, loadable with `from_pretrained` and publishable with `push_to_hub`.
 
     Args:
@@ -238,24 +230,10 @@ class TwoStageInpainter(
     """
 
     def __init__(self, config: TwoStageConfig | dict | None = None) -> None:
-        super().__init__()
-        if config is None:
-            config = TwoStageConfig()
-        elif isinstance(config, dict):
-            config = TwoStageConfig(**config)
-        self.config = config
+        super().__init__(config)
+        config = self.config
         self.structure = StructureReconstructor(config) if config.use_structure_stage else None
         self.texture = TextureGenerator(config)
-
-    @classmethod
-    def from_preset(cls, name: str) -> "TwoStageInpainter":
-        """A freshly initialised (untrained) model built from a named preset; see `hf_faceinpaint.list_presets()`."""
-        from .registry import preset_config
-
-        config = preset_config(name)
-        if not isinstance(config, TwoStageConfig):
-            raise ValueError(f"preset {name!r} is not a two-stage preset")
-        return cls(config)
 
     def build_discriminator(self) -> PatchDiscriminator:
         """The stage-2 WGAN-GP critic: a PatchGAN on image + mask, without spectral norm (it has a gradient penalty)."""
@@ -270,28 +248,34 @@ class TwoStageInpainter(
 
     def generate(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The raw refined prediction over the whole frame, before compositing (not clamped). Shapes as in `forward`."""
-        self._check_inputs(image, mask)
+        self.check_inputs(image, mask)
         mask = mask.to(image.dtype)
         return self.texture(self.coarse(image, mask), mask)
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Inpaint.
+        """Inpaint: `Inpainter.forward` with the prediction clamped to [-1, 1]. Frames are R×R, R = config.resolution."""
+        return self.composite(image, mask, self.generate(image, mask.to(image.dtype)).clamp(-1.0, 1.0))
 
-        Args:
-            image: (B, 3, R, R) in [-1, 1] with R = config.resolution; hole pixels are ignored.
-            mask: (B, 1, R, R), 1 = hole, 0 = known.
-
-        Returns:
-            (B, 3, R, R): the prediction (clamped to [-1, 1]) inside the hole, the input outside it.
-        """
-        mask = mask.to(image.dtype)
-        return mask * self.generate(image, mask).clamp(-1.0, 1.0) + (1.0 - mask) * image
-
-    def _check_inputs(self, image: torch.Tensor, mask: torch.Tensor) -> None:
-        if image.ndim != 4 or image.shape[1] != 3:
-            raise ValueError(f"image must be (B, 3, H, W), got {tuple(image.shape)}")
-        if mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[0] != image.shape[0] or mask.shape[2:] != image.shape[2:]:
-            raise ValueError(f"mask must be (B, 1, H, W) matching image {tuple(image.shape)}, got {tuple(mask.shape)}")
+    def check_size(self, height: int, width: int) -> None:
         side = self.config.resolution
-        if tuple(image.shape[2:]) != (side, side):
-            raise ValueError(f"image must be {side}x{side} (the model's resolution), got {tuple(image.shape[2:])}")
+        if (height, width) != (side, side):
+            raise ValueError(f"image must be {side}x{side} (the model's resolution), got {(height, width)}")
+
+
+# The paper's setting: 256² images, pSp (IR-SE-50) into a 1024² StyleGAN2 config F (18 styles, the paper's count;
+# FFHQ weights such as pSp's stylegan2-ffhq-config-f.pt plug in), attention scores from layers 4-6.
+register_preset("twostage-256", TwoStageConfig())
+# Paper Table 2, variant 1: the texture generator alone, attention scores from layer 6 only.
+register_preset("twostage-256-variant1", TwoStageConfig(use_structure_stage=False, attention_layers=(6,)))
+# Paper Table 2, variant 2: both stages, attention scores from layer 6 only.
+register_preset("twostage-256-variant2", TwoStageConfig(attention_layers=(6,)))
+# Small enough to train both stages on a CPU: 128², a 128² StyleGAN2 (12 styles) with few channels, a 5-unit IR-SE
+# encoder; attention scores on a 16² map.
+register_preset(
+    "twostage-tiny-128",
+    TwoStageConfig(
+        resolution=128, stylegan_resolution=0, stylegan_style_dim=128, stylegan_n_mlp=4, stylegan_channel_base=2048,
+        stylegan_channel_max=128, encoder_widths=(16, 32, 64, 128), encoder_units=(1, 1, 2, 1),
+        texture_widths=(16, 32, 64, 64), discriminator_widths=(32, 64, 128, 128),
+    ),
+)

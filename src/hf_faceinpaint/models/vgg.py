@@ -121,6 +121,9 @@ class VGG16Features(nn.Module):
         if unknown or not taps:
             raise ValueError(f"unknown VGG16 taps {unknown}; choose from {list(TAPS)}")
         wanted = {TAPS[name] for name in taps}
+        if max(wanted) >= len(self.features):
+            deepest = max((name for name, index in TAPS.items() if index < len(self.features)), key=TAPS.get)
+            raise ValueError(f"these VGG16 weights stop at {deepest}; taps {list(taps)} need deeper layers")
         out: dict[int, torch.Tensor] = {}
         h = self.preprocess(x)  # (B, 3, H, W)
         for index, layer in enumerate(self.features[: max(wanted) + 1]):
@@ -149,6 +152,13 @@ class VGG16Features(nn.Module):
         """
         model = cls(normalization, imagenet_weights=imagenet_weights)
         features = {key: value for key, value in state_dict.items() if not key.startswith("classifier.")}
+        indices = [int(key.split(".")[1]) for key in features if key.startswith("features.")]
+        if indices and max(indices) < len(model.features) - 2:
+            # a truncated stack (e.g. the first 7 convs, all that taps up to pool3 need): keep the layers it covers
+            # and the ReLU / max-pool that follow its last conv, so those taps still work and deeper ones fail clearly
+            keep = max(indices) + 2
+            keep += isinstance(model.features[keep], nn.MaxPool2d)
+            model.features = model.features[:keep]
         load_state_dict_strict(model, features, source)
         return model
 

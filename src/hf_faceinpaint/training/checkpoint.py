@@ -1,9 +1,10 @@
 """Resumable checkpoints: Accelerate's `save_state` (models, optimizers, RNG of every process) plus the EMA weights
-(safetensors) and the trainer's counters (JSON), written to a temporary folder that is renamed into place, so a
-checkpoint folder either is complete or does not exist."""
+(safetensors) and the trainer's counters (JSON), written into a temporary folder that is renamed into place
+(`io.atomic_path`), so a checkpoint folder either is complete or does not exist."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -12,9 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list
 from torch import nn
 
-from ..models.hub import load_state_dict_strict, read_safetensors, save_safetensors_atomic
+from ..io import atomic_path, read_safetensors, save_safetensors_atomic
+from ..models.hub import load_state_dict_strict
 
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 EMA_FILE = "ema.safetensors"
@@ -47,29 +51,31 @@ def resolve_resume(resume: str, output_dir: str | os.PathLike) -> Path:
     return path
 
 
-def save_checkpoint(accelerator, output_dir: str | os.PathLike, step: int, ema: nn.Module, state: dict[str, Any], keep: int) -> Path:
+def save_checkpoint(
+    accelerator: Accelerator, output_dir: str | os.PathLike, step: int, ema: nn.Module, state: dict[str, Any], keep: int
+) -> Path:
     """Save everything needed to resume at `step`; all processes must call this. Returns the folder."""
-    root = checkpoint_root(output_dir)
-    final = root / f"step-{step:08d}"
-    tmp = root / f".tmp-step-{step:08d}"
+    final = checkpoint_root(output_dir) / f"step-{step:08d}"
+    # The main process owns the temporary folder (renamed into place when its block ends); every process writes its
+    # part of `save_state` into it, so all of them are told its name.
+    with atomic_path(final) if accelerator.is_main_process else contextlib.nullcontext() as tmp:
+        (tmp,) = broadcast_object_list([tmp])
+        if accelerator.is_main_process:
+            tmp.mkdir()
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(tmp))
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            save_safetensors_atomic(ema.state_dict(), tmp / EMA_FILE)
+            (tmp / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
     if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        save_safetensors_atomic(ema.state_dict(), tmp / EMA_FILE)
-        (tmp / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
         for old in list_checkpoints(output_dir)[:-keep] if keep > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
 
 
-def load_checkpoint(accelerator, folder: Path, ema: nn.Module) -> dict[str, Any]:
+def load_checkpoint(accelerator: Accelerator, folder: Path, ema: nn.Module) -> dict[str, Any]:
     """Restore models, optimizers and RNG (Accelerate) and the EMA weights; returns the trainer state."""
     accelerator.load_state(str(folder))
     load_state_dict_strict(ema, read_safetensors(folder / EMA_FILE), str(folder / EMA_FILE))

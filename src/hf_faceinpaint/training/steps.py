@@ -1,10 +1,14 @@
-"""Pieces shared by every model family's training step: the NaN guard and the discriminator (critic) update."""
+"""The update every task's step is made of: the NaN guard, one optimizer update, the discriminator (critic) update,
+and the adversarial step shared by the tasks that train a generator against a discriminator."""
 
 from __future__ import annotations
 
-import torch
+from collections.abc import Callable
 
-from ..losses import discriminator_loss, gradient_penalty, interpolate
+import torch
+from accelerate import Accelerator
+
+from ..losses import discriminator_loss, generator_loss, gradient_penalty, interpolate
 from .checkpoint import list_checkpoints
 
 
@@ -12,7 +16,7 @@ class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite; training stopped before applying the bad update."""
 
 
-def check_finite(accelerator, step: int, output_dir: str, **losses: torch.Tensor) -> None:
+def check_finite(accelerator: Accelerator, step: int, output_dir: str, **losses: torch.Tensor) -> None:
     """Stop every process when any process has a non-finite loss, naming the losses and the last good checkpoint."""
     bad = torch.tensor([float(not torch.isfinite(v).all()) for v in losses.values()], device=accelerator.device)
     bad = accelerator.reduce(bad, reduction="sum")
@@ -26,8 +30,26 @@ def check_finite(accelerator, step: int, output_dir: str, **losses: torch.Tensor
         )
 
 
+def update(
+    accelerator: Accelerator, optimizer: torch.optim.Optimizer, loss: torch.Tensor, step: int, output_dir: str,
+    **terms: torch.Tensor,
+) -> None:
+    """One optimizer update on `loss`: the NaN guard on `terms` (the loss and its parts), backward, step, zero_grad."""
+    check_finite(accelerator, step, output_dir, **terms)
+    accelerator.backward(loss)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, rate: float) -> None:
+    """Set every parameter group's rate: the configured one applies also after resuming a checkpoint saved with
+    another (a curriculum's next phase), and schedules stay pure functions of the step."""
+    for group in optimizer.param_groups:
+        group["lr"] = rate
+
+
 def discriminator_step(
-    accelerator,
+    accelerator: Accelerator,
     discriminator: torch.nn.Module,
     opt_d: torch.optim.Optimizer,
     images: torch.Tensor,
@@ -37,7 +59,7 @@ def discriminator_step(
     w_gp: float,
     step: int,
     output_dir: str,
-    generator: torch.Generator | None = None,
+    rng: torch.Generator | None = None,
 ) -> torch.Tensor:
     """One update of D on real vs. detached fake images, in one forward (one DDP forward per backward).
 
@@ -52,13 +74,13 @@ def discriminator_step(
         w_gp: Gradient-penalty weight (WGAN-GP only).
         step: The optimizer step, for the NaN guard's message.
         output_dir: The run's folder, for the NaN guard's message.
-        generator: Random generator for the WGAN-GP interpolation weights (default: torch's global one).
+        rng: Random generator of the WGAN-GP interpolation weights (default: torch's global one).
 
     Returns:
         D's loss.
     """
     if kind == "wgan-gp":
-        mixed = interpolate(images, fake, generator)
+        mixed = interpolate(images, fake, rng)
         logits = discriminator(torch.cat([images, fake.detach(), mixed]), hole.repeat(3, 1, 1, 1))
         real_logits, fake_logits, mixed_logits = logits.chunk(3)
         d_loss = discriminator_loss("wgan-gp", real_logits, fake_logits)
@@ -66,8 +88,64 @@ def discriminator_step(
     else:
         real_logits, fake_logits = discriminator(torch.cat([images, fake.detach()]), hole.repeat(2, 1, 1, 1)).chunk(2)
         d_loss = discriminator_loss(kind, real_logits, fake_logits)
-    check_finite(accelerator, step, output_dir, d_loss=d_loss)
-    accelerator.backward(d_loss)
-    opt_d.step()
-    opt_d.zero_grad(set_to_none=True)
+    update(accelerator, opt_d, d_loss, step, output_dir, d_loss=d_loss)
     return d_loss
+
+
+def adversarial_step(
+    accelerator: Accelerator,
+    discriminator: torch.nn.Module,
+    opt_g: torch.optim.Optimizer,
+    opt_d: torch.optim.Optimizer,
+    images: torch.Tensor,
+    fake: torch.Tensor,
+    hole: torch.Tensor,
+    other_losses: Callable[[], dict[str, torch.Tensor]],
+    weights: dict[str, float],
+    kind: str,
+    w_gp: float,
+    rates: tuple[float, float],
+    step: int,
+    output_dir: str,
+    rng: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
+    """One discriminator step, then one generator step on Σ weights[name] · loss[name], D frozen.
+
+    Args:
+        accelerator: The `Accelerator` everything was prepared with.
+        discriminator: The prepared discriminator, taking (image, mask).
+        opt_g: The prepared optimizer of the trained generator (which produced `fake`).
+        opt_d: The discriminator's prepared optimizer.
+        images: Real faces, (B, 3, R, R) in [-1, 1].
+        fake: The composited outputs, (B, 3, R, R), with their graph to the generator.
+        hole: Masks, (B, 1, R, R), 1 = hole.
+        other_losses: The generator's non-adversarial losses by name, computed under autocast.
+        weights: The weight of each of those losses and of "adv", the adversarial one; "adv" = 0 also skips D's step.
+        kind: The adversarial loss, "nsgan", "hinge" or "wgan-gp".
+        w_gp: Gradient-penalty weight (WGAN-GP only).
+        rates: The learning rates of the generator and the discriminator for this step.
+        step: The optimizer step, for the NaN guard's message.
+        output_dir: The run's folder, for the NaN guard's message.
+        rng: Random generator of the WGAN-GP interpolation weights (default: torch's global one).
+
+    Returns:
+        The losses of this micro-step, keyed for logging: "loss/d", "loss/g" and "loss/NAME" for each term.
+    """
+    set_learning_rate(opt_g, rates[0])
+    set_learning_rate(opt_d, rates[1])
+    zero = fake.new_zeros(())
+    d_loss = zero
+    if weights["adv"] > 0:
+        d_loss = discriminator_step(
+            accelerator, discriminator, opt_d, images, fake, hole, kind, w_gp, step, output_dir, rng
+        )
+    # D is frozen and called outside DDP, so no D gradient is computed or synchronised
+    plain_discriminator = accelerator.unwrap_model(discriminator)
+    plain_discriminator.requires_grad_(False)
+    with accelerator.autocast():
+        adv = generator_loss(kind, plain_discriminator(fake, hole)) if weights["adv"] > 0 else zero
+        terms = {**other_losses(), "adv": adv}
+    plain_discriminator.requires_grad_(True)
+    g_loss = sum(weights[name] * value for name, value in terms.items())
+    update(accelerator, opt_g, g_loss, step, output_dir, g_loss=g_loss, **terms)
+    return {"loss/d": d_loss, "loss/g": g_loss, **{f"loss/{name}": value for name, value in terms.items()}}

@@ -2,43 +2,41 @@
 
 Each optimizer step does, on every process:
   1. take this process's batch of real faces, flip some horizontally, and draw their hole masks;
-  2-4. the model family's step (a "task": `MSLTask` here, the two-stage model's stages in `twostage.py`). For MSL:
-     2. generate the composited inpainting  out = m · G(x ⊙ (1 − m), m) + (1 − m) · x;
-     3. discriminator step: D learns real from out (eq. 10; out is detached, G gets no gradient here);
-     4. generator step: λ_rec L1 + λ_perc perceptual + λ_style style + λ_adv adversarial (eq. 12), D frozen;
+  2-4. the model family's step: its task (`task.Task`), `msl.MSLTask`, or `twostage.StructureTask` / `TextureTask`;
   5. update the EMA copy of the model; log, sample, validate and checkpoint on their schedules.
 Masks and flips are pure functions of (seed, step, process, sample), so a resumed run replays the same batches.
-
-A task is built in two steps, so that a missing weights file fails before any data is touched: `__init__` loads the
-losses' networks, `build(architecture)` the model, discriminator and optimizers, and `prepare()` hands the trained
-modules to Accelerate (after the EMA copy is taken). `step` runs one micro-step and returns the losses to log.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
+import resource
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from ..data import open_dataset, load_fixed_set, train_batches
-from ..losses import PerceptualStyleLoss, generator_loss, l1_loss
+from ..io import CheckpointError, atomic_path, read_safetensors, save_safetensors_atomic, write_text_atomic
 from ..masks import MaskGenerator, parse_buckets
-from ..models.msl import MSLConfig, MSLInpainter
-from ..models.prior import load_fit_file
+from ..models.hub import WEIGHTS_NAME, load_state_dict_strict
 from ..models.registry import preset_config
 from ..models.twostage import TwoStageConfig
-from ..models.vgg import load_vgg16
 from .checkpoint import ema_model, load_checkpoint, resolve_resume, save_checkpoint
 from .config import ConfigError, TrainConfig
-from .steps import TrainingDiverged, check_finite, discriminator_step
+from .flags import parse_config
+from .msl import MSLTask
+from .prefetch import MaskPrefetcher
+from .steps import TrainingDiverged
+from .task import Task
 from .twostage import StructureTask, TextureTask
 from .validation import inpaint_batches, save_grid, score, telea_outputs, validation_masks
 
@@ -63,10 +61,11 @@ def sample_seed(config: TrainConfig, micro_step: int, rank: int) -> int:
     return (config.seed * 1_000_003 + micro_step) * 4099 + rank
 
 
-def masks_and_flips(config: TrainConfig, generator: MaskGenerator, micro_step: int, rank: int, world: int, batch: int):
+def masks_and_flips(config: TrainConfig, masks: MaskPrefetcher, micro_step: int, rank: int, world: int, batch: int):
     """Hole masks (B, 1, R, R) and horizontal-flip flags (B,) for one batch, reproducible on resume."""
     first = (micro_step * world + rank) * batch  # global index of this batch's first sample
-    masks = torch.from_numpy(np.stack([generator(first + i) for i in range(batch)]))[:, None].float()
+    upcoming = ((micro_step + 1) * world + rank) * batch
+    masks = torch.from_numpy(masks.draw(first, batch, upcoming))[:, None].float()
     flips = torch.rand(batch, generator=torch.Generator().manual_seed(sample_seed(config, micro_step, rank))) < 0.5
     return masks, flips
 
@@ -89,6 +88,43 @@ def zoom_in(images: torch.Tensor, share: float, seed: int) -> torch.Tensor:
     return out
 
 
+DISCRIMINATOR_FILE = "discriminator.safetensors"
+
+
+class Throughput:
+    """Step time, images per second and peak memory between two log steps, for the `perf/` entries of the log.
+
+    Args:
+        images_per_step: Images per optimizer step over all processes.
+        device: The training device (CUDA memory is read from the allocator, the CPU's from the peak RSS).
+        step: The step training starts from.
+    """
+
+    def __init__(self, images_per_step: int, device: torch.device, step: int) -> None:
+        self.images_per_step, self.device = images_per_step, device
+        self.started = self.since = time.monotonic()
+        self.step = step
+
+    def read(self, step: int) -> dict[str, float]:
+        now = time.monotonic()
+        seconds = (now - self.since) / max(step - self.step, 1)
+        self.since, self.step = now, step
+        if self.device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated(self.device) / 2**30
+        else:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+        return {"perf/step_s": seconds, "perf/img_s": self.images_per_step / seconds, "perf/peak_mem_gib": peak,
+                "perf/minutes": (now - self.started) / 60.0}
+
+
+def out_of_time(accelerator: Accelerator, started: float, max_minutes: float) -> bool:
+    """Whether any process has trained for `max_minutes` (0 = no limit); every process gets the same answer."""
+    if max_minutes <= 0:
+        return False
+    late = torch.tensor(float(time.monotonic() - started > 60.0 * max_minutes), device=accelerator.device)
+    return bool(accelerator.reduce(late, reduction="sum").item() > 0)
+
+
 def write_metrics(path: Path, record: dict[str, Any]) -> None:
     with path.open("a", encoding="utf-8") as file:
         file.write(json.dumps(record) + "\n")
@@ -96,134 +132,16 @@ def write_metrics(path: Path, record: dict[str, Any]) -> None:
 
 def truncate_metrics(path: Path, step: int) -> None:
     """Drop the records logged after `step` (by a run that stopped after its last checkpoint), so a resumed run
-    does not log those steps twice. Rewritten through a temporary file renamed into place."""
+    does not log those steps twice."""
     if not path.is_file():
         return
     lines = path.read_text(encoding="utf-8").splitlines()
     kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
-    if len(kept) == len(lines):
-        return
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-    os.replace(tmp, path)
+    if len(kept) != len(lines):
+        write_text_atomic(path, "".join(line + "\n" for line in kept))
 
 
-def gan_step(
-    accelerator,
-    generator: torch.nn.Module,
-    discriminator: torch.nn.Module,
-    opt_g: torch.optim.Optimizer,
-    opt_d: torch.optim.Optimizer,
-    perceptual_style: PerceptualStyleLoss,
-    images: torch.Tensor,
-    hole: torch.Tensor,
-    config: TrainConfig,
-    step: int,
-) -> dict[str, torch.Tensor]:
-    """One discriminator step then one generator step on a batch (steps 2-4 of the module docstring).
-
-    Args:
-        accelerator: The `Accelerator` the models and optimizers were prepared with.
-        generator: The prepared generator.
-        discriminator: The prepared discriminator.
-        opt_g: The generator's prepared optimizer.
-        opt_d: The discriminator's prepared optimizer.
-        perceptual_style: The VGG16 perceptual + style loss.
-        images: Real faces, (B, 3, R, R) in [-1, 1].
-        hole: Masks, (B, 1, R, R), 1 = hole.
-        config: Loss kind and weights.
-        step: The optimizer step, for the NaN guard's message.
-
-    Returns:
-        The losses of this micro-step, keyed for logging.
-    """
-    # 2. the composited inpainting
-    fake = generator(images, hole)
-    zero = fake.new_zeros(())
-
-    # 3. discriminator step: real vs. detached fake in one forward (one DDP forward per backward); skipped while
-    # the adversarial weight is 0 (a structure-first phase trains on reconstruction and perceptual losses only)
-    d_loss = zero
-    if config.w_adv > 0:
-        d_loss = discriminator_step(
-            accelerator, discriminator, opt_d, images, fake, hole, config.adversarial, config.w_gp, step, config.output_dir
-        )
-
-    # 4. generator step: D is frozen and called outside DDP, so no D gradient is computed or synchronised
-    plain_discriminator = accelerator.unwrap_model(discriminator)
-    plain_discriminator.requires_grad_(False)
-    with accelerator.autocast():
-        adv = generator_loss(config.adversarial, plain_discriminator(fake, hole)) if config.w_adv > 0 else zero
-        rec = l1_loss(fake, images)
-        perc, style = perceptual_style(fake, images) if config.w_perc > 0 or config.w_style > 0 else (zero, zero)
-    plain_discriminator.requires_grad_(True)
-    g_loss = config.w_rec * rec + config.w_perc * perc + config.w_style * style + config.w_adv * adv
-    check_finite(accelerator, step, config.output_dir, g_loss=g_loss, rec=rec, perc=perc, style=style, adv=adv)
-    accelerator.backward(g_loss)
-    opt_g.step()
-    opt_g.zero_grad(set_to_none=True)
-    return {"loss/d": d_loss, "loss/g": g_loss, "loss/rec": rec, "loss/perc": perc, "loss/style": style, "loss/adv": adv}
-
-
-class MSLTask:
-    """MSL: the generator against its spectral-norm PatchGAN discriminator, one `gan_step` per micro-step.
-
-    Args:
-        config: The training settings.
-        accelerator: The run's `Accelerator`.
-    """
-
-    validation_mask_kind = "irregular"  # the MSL paper's Table 1 buckets
-
-    def __init__(self, config: TrainConfig, accelerator) -> None:
-        self.config, self.accelerator = config, accelerator
-        self.perceptual_style = PerceptualStyleLoss(load_vgg16(config.vgg_weights, config.vgg_normalization)).to(accelerator.device)
-
-    def build(self, architecture: MSLConfig) -> MSLInpainter:
-        """The generator, its discriminator and both Adam optimizers (paper: Adam); returns the generator."""
-        self.model = MSLInpainter(architecture)
-        if self.model.prior is not None:  # the face prior is fitted beforehand (scripts/fit_face_prior.py)
-            if self.config.prior_weights is None:
-                raise ConfigError(f"{self.config.model} has a face prior: pass --prior-weights FILE (scripts/fit_face_prior.py)")
-            load_fit_file(self.model.prior, self.config.prior_weights)
-        self.discriminator = self.model.build_discriminator()
-        self.opt_g = torch.optim.Adam(self.model.parameters(), lr=self.config.lr_g, betas=(self.config.beta1, 0.999))
-        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.config.lr_d, betas=(self.config.beta1, 0.999))
-        return self.model
-
-    def prepare(self) -> tuple[torch.nn.Module, ...]:
-        """Hand G, D and their optimizers to Accelerate; returns the modules to accumulate gradients of."""
-        self.generator, self.discriminator, self.opt_g, self.opt_d = self.accelerator.prepare(
-            self.model, self.discriminator, self.opt_g, self.opt_d
-        )
-        return self.generator, self.discriminator
-
-    def step(self, images: torch.Tensor, hole: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
-        # the configured rates, also after resuming a checkpoint saved with others (a curriculum's next phase)
-        for optimizer, rate in ((self.opt_g, self.config.lr_g), (self.opt_d, self.config.lr_d)):
-            for group in optimizer.param_groups:
-                group["lr"] = rate
-        return gan_step(
-            self.accelerator, self.generator, self.discriminator, self.opt_g, self.opt_d, self.perceptual_style,
-            images, hole, self.config, step,
-        )
-
-    def inference_model(self, model: torch.nn.Module) -> torch.nn.Module:
-        """What validation inpaints with: the (EMA) generator itself."""
-        return model
-
-    def training_section(self, state: dict[str, Any]) -> str:
-        config = self.config
-        return (
-            f"Trained with `train.py` from the `{config.model}` preset for {state['step']} steps at batch "
-            f"{config.batch_size} × {len(state['positions'])} processes on `{config.dataset}`. "
-            f"Losses: L1 ×{config.w_rec}, perceptual ×{config.w_perc}, style ×{config.w_style}, "
-            f"{config.adversarial} ×{config.w_adv}. These weights are the EMA generator. They inherit the licence "
-            "terms of the training data."
-        )
-
-
-def make_task(config: TrainConfig, accelerator):
+def make_task(config: TrainConfig, accelerator: Accelerator) -> Task:
     """The task that trains `config.model`: `MSLTask`, or the two-stage model's `StructureTask` / `TextureTask`."""
     if isinstance(preset_config(config.model), TwoStageConfig):
         return (StructureTask if config.stage == 1 else TextureTask)(config, accelerator)
@@ -232,9 +150,6 @@ def make_task(config: TrainConfig, accelerator):
 
 def train(config: TrainConfig) -> TrainResult:
     """Train `config.model` as configured; the final EMA model is saved with `save_pretrained`."""
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-
     config.validate()
     output_dir = Path(config.output_dir)
     accelerator = Accelerator(
@@ -257,9 +172,18 @@ def train(config: TrainConfig) -> TrainResult:
         architecture = dataclasses.replace(architecture, resolution=config.resolution)  # re-validated
     # ---- models and optimizers (Adam, as in both papers)
     model = task.build(architecture)
+    if config.init_from:  # continue an earlier run's generator (e.g. the last GPU window's)
+        load_state_dict_strict(model, read_safetensors(Path(config.init_from) / WEIGHTS_NAME), config.init_from)
+    if config.init_discriminator:
+        if task.discriminator is None:
+            raise ConfigError(f"--init-discriminator: --stage {config.stage} of {config.model} trains no discriminator")
+        load_state_dict_strict(task.discriminator, read_safetensors(config.init_discriminator), config.init_discriminator)
     resolution = architecture.resolution
     buckets = parse_buckets(config.mask_buckets) if config.mask_buckets else None
-    masks = MaskGenerator(config.mask_kind, resolution, buckets, config.seed, speck_share=config.mask_specks)
+    masks = MaskPrefetcher(
+        MaskGenerator(config.mask_kind, resolution, buckets, config.seed, speck_share=config.mask_specks),
+        config.mask_workers,
+    )
     val_images = val_masks = None
     if config.val_dataset and accelerator.is_main_process:
         val_images = load_fixed_set(config.val_dataset, config.val_count, resolution, config.image_column, config.val_split)
@@ -285,14 +209,17 @@ def train(config: TrainConfig) -> TrainResult:
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         truncate_metrics(output_dir / "metrics.jsonl", step)
-        accelerator.init_trackers("hf-faceinpaint", config={k: v if v is not None else "" for k, v in vars(config).items()})
+        settings = {key: "" if value is None else value for key, value in config.flat().items()}
+        accelerator.init_trackers("hf-faceinpaint", config=settings)
         if val_images is not None and step == 0:
             telea = score(telea_outputs(val_images, val_masks), val_images)
             write_metrics(output_dir / "metrics.jsonl", {"step": 0, **{f"val/telea_{k}": v for k, v in telea.items()}})
     progress = tqdm(total=config.max_steps, initial=step, disable=not accelerator.is_local_main_process, desc="train")
     micro_step = step * config.grad_accum
+    clock = Throughput(config.batch_size * world * config.grad_accum, device, step)
+    last = False
 
-    while step < config.max_steps:
+    while not last:
         # 1. this process's batch, flipped and masked reproducibly
         epoch, done, images, skipped = next(stream)
         hole, flips = masks_and_flips(config, masks, micro_step, rank, world, config.batch_size)
@@ -310,9 +237,10 @@ def train(config: TrainConfig) -> TrainResult:
         step += 1
         ema.update_parameters(model)
         progress.update(1)
-        if step % config.log_every == 0 or step == config.max_steps:
+        last = step >= config.max_steps or out_of_time(accelerator, clock.started, config.max_minutes)
+        if step % config.log_every == 0 or last:
             logged = {k: accelerator.reduce(v.detach().float(), reduction="mean").item() for k, v in losses.items()}
-            logged.update({"data/epoch": epoch, "data/bad_images": state["bad_images"]})
+            logged.update({"data/epoch": epoch, "data/bad_images": state["bad_images"], **clock.read(step)})
             accelerator.log(logged, step=step)
             if accelerator.is_main_process:
                 write_metrics(output_dir / "metrics.jsonl", {"step": step, **logged})
@@ -321,20 +249,24 @@ def train(config: TrainConfig) -> TrainResult:
             if config.sample_every and step % config.sample_every == 0:
                 outputs = inpaint_batches(task.inference_model(ema.module), val_images[:8], val_masks[:8])
                 save_grid(output_dir / "samples" / f"step-{step:08d}.png", val_images[:8], val_masks[:8], outputs)
-            if (config.val_every and step % config.val_every == 0) or step == config.max_steps:
+            if (config.val_every and step % config.val_every == 0) or last:
                 metrics = score(inpaint_batches(task.inference_model(ema.module), val_images, val_masks), val_images)
                 accelerator.log({f"val/{k}": v for k, v in metrics.items()}, step=step)
                 write_metrics(output_dir / "metrics.jsonl", {"step": step, **{f"val/{k}": v for k, v in metrics.items()}})
-        if (config.checkpoint_every and step % config.checkpoint_every == 0) or step == config.max_steps:
+        if (config.checkpoint_every and step % config.checkpoint_every == 0) or last:
             positions = accelerator.gather(torch.tensor([[epoch, done]], device=device)).tolist()
             state.update(step=step, positions=positions)
             save_checkpoint(accelerator, output_dir, step, ema, state, config.keep_checkpoints)
 
     progress.close()
+    masks.close()
     final = output_dir / "final"
     if accelerator.is_main_process:
         card = {"model_name": Path(config.output_dir).name, "training_section": task.training_section(state)}
         save_final(ema.module, final, card)
+        if task.discriminator is not None:  # to continue the GAN later (--init-discriminator)
+            discriminator = accelerator.unwrap_model(task.discriminator)
+            save_safetensors_atomic(discriminator.state_dict(), output_dir / DISCRIMINATOR_FILE)
         if config.push_to_hub:
             ema.module.push_to_hub(config.push_to_hub, model_card_kwargs=card)
     accelerator.wait_for_everyone()
@@ -343,22 +275,13 @@ def train(config: TrainConfig) -> TrainResult:
 
 
 def save_final(model: torch.nn.Module, final: Path, card: dict[str, str]) -> None:
-    """`save_pretrained` of the EMA model into `final` (model card fields `card`), through a temporary folder
-    renamed into place."""
-    tmp = final.with_name(f".{final.name}-tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, model_card_kwargs=card)
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
+    """`save_pretrained` of the EMA model into `final` (model card fields `card`), replacing it only when complete."""
+    with atomic_path(final) as tmp:
+        model.save_pretrained(tmp, model_card_kwargs=card)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry: parse the flags / config file and train. Returns the exit status."""
-    import sys
-
-    from ..models.hub import CheckpointError
-    from .config import ConfigError, parse_config
-
     try:
         config = parse_config(argv)
         train(config)

@@ -1,4 +1,5 @@
-"""Training the two-stage model (`TwoStageInpainter`), one stage per run, with the same loop as MSL (`trainer.py`).
+"""Training the two-stage model (`TwoStageInpainter`), one stage per run, with the same loop as MSL (`trainer.py`);
+the paper's settings of each stage are in configs/twostage-stage1.yaml and configs/twostage-stage2.yaml.
 
 Stage 1, `StructureTask` (paper section 3.2): the pSp encoder learns W+ codes for the frozen StyleGAN2 generator,
     L_S = L2 + 0.8 LPIPS + 0.1 L_ID + 6 L_hole + L_valid          on the raw stage-1 image; Adam, lr 1e-3, batch 2.
@@ -23,16 +24,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from accelerate import Accelerator
 from torch import nn
 
-from ..losses import (
-    IdentityLoss,
-    PerceptualL2Loss,
-    StructureLoss,
-    StructureLossWeights,
-    generator_loss,
-    l1_loss,
-)
+from ..losses import IdentityLoss, PerceptualL2Loss, StructureLoss, StructureLossWeights, l1_loss
 from ..metrics import LPIPS
 from ..models.arcface import ArcFaceIRSE
 from ..models.hub import load_state_dict_strict
@@ -40,7 +35,8 @@ from ..models.stylegan2_weights import load_stylegan2
 from ..models.twostage import StructureReconstructor, TwoStageConfig, TwoStageInpainter
 from ..models.vgg import load_vgg16
 from .config import TrainConfig
-from .steps import check_finite, discriminator_step
+from .steps import adversarial_step, set_learning_rate, update
+from .task import GANTask
 
 _LICENCE = "These weights are the EMA model. They inherit the licence terms of the training data"
 
@@ -62,7 +58,7 @@ class StructureOnly(nn.Module):
 
 
 class StructureTask:
-    """Stage 1: train the pSp encoder with L_S against the frozen StyleGAN2 generator.
+    """Stage 1: train the pSp encoder with L_S against the frozen StyleGAN2 generator (a `task.Task`).
 
     Args:
         config: The training settings (`stage` = 1).
@@ -70,19 +66,20 @@ class StructureTask:
     """
 
     validation_mask_kind = "square"
+    discriminator = None
 
-    def __init__(self, config: TrainConfig, accelerator) -> None:
+    def __init__(self, config: TrainConfig, accelerator: Accelerator) -> None:
         self.config, self.accelerator = config, accelerator
-        device = accelerator.device
+        device, weights = accelerator.device, config.structure
         lpips = None
-        if config.w_lpips > 0:
+        if weights.w_lpips > 0:
             lpips = LPIPS(load_vgg16(config.vgg_weights, config.vgg_normalization), config.lpips_weights).to(device)
-        self.arcface = ArcFaceIRSE.from_file(config.id_weights) if config.w_id > 0 else None
+        self.arcface = ArcFaceIRSE.from_file(config.id_weights) if weights.w_id > 0 else None
         if self.arcface is None:
             accelerator.print("stage 1: identity loss off (--w-id 0), training without ArcFace weights")
         identity = IdentityLoss(self.arcface).to(device) if self.arcface is not None else None
-        weights = StructureLossWeights(config.w_l2, config.w_lpips, config.w_id, config.w_hole, config.w_valid)
-        self.loss = StructureLoss(weights, lpips, identity)
+        terms = StructureLossWeights(weights.w_l2, weights.w_lpips, weights.w_id, weights.w_hole, weights.w_valid)
+        self.loss = StructureLoss(terms, lpips, identity)
 
     def build(self, architecture: TwoStageConfig) -> TwoStageInpainter:
         """The model with the pretrained (or random) generator; only the pSp encoder is trainable."""
@@ -123,36 +120,36 @@ class StructureTask:
             self.accelerator.print("stage 1: the ArcFace body does not fit this encoder's widths; encoder starts random")
 
     def prepare(self) -> tuple[nn.Module, ...]:
+        """Hand the structure stage (only its encoder has gradients) and its optimizer to Accelerate."""
         self.structure, self.optimizer = self.accelerator.prepare(self.model.structure, self.optimizer)
         return (self.structure,)
 
     def step(self, images: torch.Tensor, hole: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         """One update of the encoder on L_S; returns "loss/g" (L_S) and its terms."""
+        set_learning_rate(self.optimizer, self.config.lr_g)
         with self.accelerator.autocast():
             terms = self.loss(self.structure(images, hole), images, hole)
-        check_finite(self.accelerator, step, self.config.output_dir, **{f"loss_{k}": v for k, v in terms.items()})
-        self.accelerator.backward(terms["total"])
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return {"loss/g": terms.pop("total"), **{f"loss/{name}": value for name, value in terms.items()}}
+        total = terms.pop("total")
+        update(self.accelerator, self.optimizer, total, step, self.config.output_dir, loss_total=total, **terms)
+        return {"loss/g": total, **{f"loss/{name}": value for name, value in terms.items()}}
 
     def inference_model(self, model: TwoStageInpainter) -> nn.Module:
         """Validation and samples show the stage-1 inpainting."""
         return StructureOnly(model.structure)
 
     def training_section(self, state: dict[str, Any]) -> str:
-        config = self.config
-        identity = f"identity (ArcFace `{config.id_weights}`) ×{config.w_id}" if config.w_id > 0 else "no identity loss"
+        config, weights = self.config, self.config.structure
+        identity = f"identity (ArcFace `{config.id_weights}`) ×{weights.w_id}" if weights.w_id else "no identity loss"
         return (
             f"Stage 1 (structure reconstructor) trained with `train.py --stage 1` from the `{config.model}` preset for "
             f"{state['step']} steps at batch {config.batch_size} × {len(state['positions'])} processes on "
-            f"`{config.dataset}`. StyleGAN2 generator: {self.generator_source}. Losses: L2 ×{config.w_l2}, LPIPS "
-            f"×{config.w_lpips}, {identity}, L1 hole ×{config.w_hole}, L1 valid ×{config.w_valid}. The texture stage "
+            f"`{config.dataset}`. StyleGAN2 generator: {self.generator_source}. Losses: L2 ×{weights.w_l2}, LPIPS "
+            f"×{weights.w_lpips}, {identity}, L1 hole ×{weights.w_hole}, L1 valid ×{weights.w_valid}. The texture stage "
             f"is untrained: train it with `--stage 2 --stage1-checkpoint` on this folder. {_LICENCE}."
         )
 
 
-class TextureTask:
+class TextureTask(GANTask):
     """Stage 2: train the texture generator (L_T, WGAN-GP critic) on top of the frozen structure stage.
 
     Args:
@@ -162,76 +159,54 @@ class TextureTask:
 
     validation_mask_kind = "square"
 
-    def __init__(self, config: TrainConfig, accelerator) -> None:
-        self.config, self.accelerator = config, accelerator
+    def __init__(self, config: TrainConfig, accelerator: Accelerator) -> None:
+        super().__init__(config, accelerator)
         self.perceptual = PerceptualL2Loss(load_vgg16(config.vgg_weights, config.vgg_normalization)).to(accelerator.device)
 
     def build(self, architecture: TwoStageConfig) -> TwoStageInpainter:
         """The model (from the stage-1 checkpoint when it has a structure stage), its critic and optimizers."""
         if self.config.stage1_checkpoint:
-            self.model = TwoStageInpainter.from_pretrained(self.config.stage1_checkpoint)
-            _check_same_architecture(self.model.config, architecture, self.config.stage1_checkpoint)
+            model = TwoStageInpainter.from_pretrained(self.config.stage1_checkpoint)
+            _check_same_architecture(model.config, architecture, self.config.stage1_checkpoint)
         else:
-            self.model = TwoStageInpainter(architecture)
-        self.model.requires_grad_(False).to(self.accelerator.device)  # the frozen parts are not prepared
-        self.model.texture.requires_grad_(True).train()
-        if self.model.structure is not None:
-            self.model.structure.eval()  # frozen: its BatchNorm keeps the stage-1 statistics
-        self.discriminator = self.model.build_discriminator()
-        betas = (self.config.beta1, 0.999)
-        self.opt_g = torch.optim.Adam(self.model.texture.parameters(), lr=self.config.lr_g, betas=betas)
-        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.config.lr_d, betas=betas)
-        return self.model
-
-    def prepare(self) -> tuple[nn.Module, ...]:
-        self.texture, self.discriminator, self.opt_g, self.opt_d = self.accelerator.prepare(
-            self.model.texture, self.discriminator, self.opt_g, self.opt_d
-        )
-        return self.texture, self.discriminator
+            model = TwoStageInpainter(architecture)
+        model.requires_grad_(False).to(self.accelerator.device)  # the frozen parts are not prepared
+        model.texture.requires_grad_(True).train()
+        if model.structure is not None:
+            model.structure.eval()  # frozen: its BatchNorm keeps the stage-1 statistics
+        return self.setup(model, trained=model.texture)
 
     def step(self, images: torch.Tensor, hole: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
-        """One critic step then one texture-generator step; returns the losses and the learning rate."""
-        config = self.config
+        """One critic step then one texture-generator step on L_T; returns the losses and the learning rate."""
+        config, weights = self.config, self.config.texture
         # Step decay, a pure function of the step so that a resumed run continues the schedule.
         decay = config.lr_decay ** (step // config.lr_decay_every)
-        for optimizer, base in ((self.opt_g, config.lr_g), (self.opt_d, config.lr_d)):
-            for group in optimizer.param_groups:
-                group["lr"] = base * decay
         with torch.no_grad():
             coarse = self.model.coarse(images, hole)  # (B, 3, R, R): frozen stage 1 composited into the known pixels
-        refined = self.texture(coarse, hole)  # (B, 3, R, R), raw
-        fake = hole * refined + (1.0 - hole) * images
+        refined = self.generator(coarse, hole)  # (B, 3, R, R), raw
+        fake = hole * refined + (1.0 - hole) * images  # what the critic sees
 
-        # The interpolation weights come from a generator seeded by (seed, step, process), not from the global RNG,
+        # The interpolation weights come from an rng seeded by (seed, step, process), not from the global one,
         # which a resumed run's new DataLoader iterator has advanced: resuming then reproduces the losses exactly.
         seed = np.random.SeedSequence([config.seed, step, self.accelerator.process_index]).generate_state(1)[0]
-        alphas = torch.Generator(images.device).manual_seed(int(seed))
-        d_loss = discriminator_step(
-            self.accelerator, self.discriminator, self.opt_d, images, fake, hole, "wgan-gp", config.w_gp, step,
-            config.output_dir, alphas,
+        rng = torch.Generator(images.device).manual_seed(int(seed))
+
+        def losses() -> dict[str, torch.Tensor]:  # L1 and L_perc on the raw refined image
+            return {"l1": l1_loss(refined, images), "perc": self.perceptual(refined, images)}
+
+        logged = adversarial_step(
+            self.accelerator, self.discriminator, self.opt_g, self.opt_d, images, fake, hole, losses,
+            {"l1": weights.w_tex_l1, "perc": weights.w_tex_perc, "adv": weights.w_tex_adv}, "wgan-gp", config.w_gp,
+            (config.lr_g * decay, config.lr_d * decay), step, config.output_dir, rng,
         )
-        # Generator step: the critic is frozen and called outside DDP, as in the MSL step.
-        critic = self.accelerator.unwrap_model(self.discriminator)
-        critic.requires_grad_(False)
-        with self.accelerator.autocast():
-            adv = generator_loss("wgan-gp", critic(fake, hole))
-            l1 = l1_loss(refined, images)
-            perc = self.perceptual(refined, images)
-        critic.requires_grad_(True)
-        g_loss = config.w_tex_l1 * l1 + config.w_tex_perc * perc + config.w_tex_adv * adv  # L_T
-        check_finite(self.accelerator, step, config.output_dir, g_loss=g_loss, l1=l1, perc=perc, adv=adv)
-        self.accelerator.backward(g_loss)
-        self.opt_g.step()
-        self.opt_g.zero_grad(set_to_none=True)
-        lr = torch.tensor(config.lr_g * decay, device=images.device)
-        return {"loss/d": d_loss, "loss/g": g_loss, "loss/l1": l1, "loss/perc": perc, "loss/adv": adv, "lr/g": lr}
+        return {**logged, "lr/g": torch.tensor(config.lr_g * decay, device=images.device)}
 
     def inference_model(self, model: TwoStageInpainter) -> nn.Module:
         """Validation and samples show the full two-stage inpainting."""
         return model
 
     def training_section(self, state: dict[str, Any]) -> str:
-        config = self.config
+        config, weights = self.config, self.config.texture
         start = (
             f"on top of the stage-1 checkpoint `{config.stage1_checkpoint}` (structure stage frozen)"
             if config.stage1_checkpoint
@@ -240,9 +215,9 @@ class TextureTask:
         return (
             f"Stage 2 (texture generator) trained with `train.py --stage 2` from the `{config.model}` preset {start} "
             f"for {state['step']} steps at batch {config.batch_size} × {len(state['positions'])} processes on "
-            f"`{config.dataset}`. Losses: L1 ×{config.w_tex_l1}, perceptual ×{config.w_tex_perc}, WGAN-GP "
-            f"×{config.w_tex_adv} (gradient penalty ×{config.w_gp}); learning rate {config.lr_g} × {config.lr_decay} "
-            f"every {config.lr_decay_every} steps. {_LICENCE}."
+            f"`{config.dataset}`. Losses: L1 ×{weights.w_tex_l1}, perceptual ×{weights.w_tex_perc}, WGAN-GP "
+            f"×{weights.w_tex_adv} (gradient penalty ×{config.w_gp}); learning rate {config.lr_g} × "
+            f"{config.lr_decay} every {config.lr_decay_every} steps. {_LICENCE}."
         )
 
 

@@ -3,16 +3,17 @@ pairs inpainted by OpenCV Telea for reference, and PNG grids of masked input / o
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from ..io import atomic_path, frames_to_tensor, tensor_to_frames
 from ..masks import MaskGenerator, parse_buckets
 from ..metrics import l1, psnr, ssim
 from ..models.classic import ClassicInpainter
+from ..pipeline import predict
 
 VAL_BUCKETS = "10-20,20-30,30-40,40-50"  # the MSL paper's Table 1 buckets
 VAL_MASK_SEED = 2024  # fixed, so runs with different training seeds are scored on the same pairs
@@ -38,26 +39,22 @@ def score(output: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
     return {"psnr": psnr(out01, gt01).mean().item(), "ssim": ssim(out01, gt01).mean().item(), "l1": l1(out01, gt01).mean().item()}
 
 
-@torch.no_grad()
 def inpaint_batches(model: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
-    """Run a generator in eval mode over (N, 3, R, R) images on the model's device; returns outputs on the CPU."""
-    param = next(model.parameters())
+    """Inpaint (N, 3, R, R) images in [-1, 1] with a generator, through `pipeline.predict` (the inference path of
+    `inpaint` and `evaluate`) in eval mode; returns the composited outputs on the CPU, (N, 3, R, R) in [-1, 1]."""
+    frames, holes = tensor_to_frames(images), masks[:, 0].numpy() > 0.5  # (N, R, R, 3) uint8, (N, R, R) bool
     was_training = model.training
     model.eval()
-    outputs = [
-        model(images[i : i + batch_size].to(param.device, param.dtype), masks[i : i + batch_size].to(param.device, param.dtype)).cpu()
-        for i in range(0, len(images), batch_size)
-    ]
+    outputs = [predict(model, frames[i : i + batch_size], holes[i : i + batch_size]) for i in range(0, len(frames), batch_size)]
     model.train(was_training)
-    return torch.cat(outputs)
+    return frames_to_tensor(np.concatenate(outputs))
 
 
 def telea_outputs(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """OpenCV Telea on the same (image, mask) pairs, for the reference row of the validation log."""
     telea = ClassicInpainter("telea")
-    uint8 = ((images.permute(0, 2, 3, 1).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
-    filled = np.stack([telea(image, mask[0].numpy() > 0.5) for image, mask in zip(uint8, masks)])
-    return torch.from_numpy(filled).permute(0, 3, 1, 2).float() / 127.5 - 1
+    filled = np.stack([telea(image, mask[0].numpy() > 0.5) for image, mask in zip(tensor_to_frames(images), masks)])
+    return frames_to_tensor(filled)
 
 
 def save_grid(path: Path, images: torch.Tensor, masks: torch.Tensor, outputs: torch.Tensor, rows: int = 8) -> None:
@@ -65,8 +62,5 @@ def save_grid(path: Path, images: torch.Tensor, masks: torch.Tensor, outputs: to
     masked = torch.where(masks.bool(), torch.ones_like(images), images)
     columns = [masked[:rows], outputs[:rows], images[:rows]]
     grid = torch.cat([torch.cat(list(column), dim=1) for column in columns], dim=2)  # (3, rows·H, 3·W)
-    array = ((grid.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    Image.fromarray(array).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(tensor_to_frames(grid[None])[0]).save(tmp, format="PNG")

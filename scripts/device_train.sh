@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The one command of a GPU window (docs/device-training.md): train msl-face (preset msl-prior-128) on the packed
+# faces for a wall-clock budget with `accelerate launch` on every GPU found, in bf16, then leave in $OUT:
+#   msl-face-gpu/            the EMA generator, a float16 save_pretrained folder (config.json, model.safetensors, card)
+#   discriminator.safetensors  the discriminator, to continue the GAN in the next window (INIT_D)
+#   metrics.jsonl            losses, validation PSNR/SSIM/L1 (with Telea's on the same pairs) and perf/ records
+#   samples.png              the last sample grid (masked input / output / ground truth)
+#   gpu.json                 GPU, batch, preset, img/s, step time, peak memory, TFLOP/s and its share of the bf16 peak
+#
+#   PACK=.devicepack OUT=/path TRAIN_MINUTES=8 [INIT=DIR] [INIT_D=FILE] [BATCH=64] bash scripts/device_train.sh
+#   PACK=DIR OUT=DIR DRY_RUN=1 bash scripts/device_train.sh     # the same path on the CPU: a few steps at 64²
+#
+# PACK comes from scripts/pack_device_data.py. INIT is a save_pretrained folder to start the generator from (an
+# earlier window's $OUT/msl-face-gpu, or the shipped src/hf_faceinpaint/weights/msl-face); INIT_D defaults to the
+# discriminator.safetensors beside INIT when there is one. Wheels the machine lacks (datasets, dill, multiprocess)
+# travel in .whl/ and are installed into /tmp/site.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PACK=${PACK:-.devicepack}
+OUT=${OUT:?set OUT to the folder that receives the results}
+TRAIN_MINUTES=${TRAIN_MINUTES:-8}
+DRY_RUN=${DRY_RUN:-0}
+INIT=${INIT:-}
+INIT_D=${INIT_D:-}
+PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
+RUN=${RUN:-runs/device}
+
+for file in face-prior.safetensors vgg16-pool3.safetensors val-00000.parquet; do
+    [ -f "$PACK/$file" ] || { echo "error: $PACK/$file is missing: run scripts/pack_device_data.py $PACK" >&2; exit 2; }
+done
+if [ -d .whl ] && ! "$PYTHON" -c "import datasets" 2>/dev/null; then
+    "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+if [ -n "$INIT" ] && [ -z "$INIT_D" ] && [ -f "$INIT/../discriminator.safetensors" ]; then
+    INIT_D="$INIT/../discriminator.safetensors"
+fi
+
+gpus=$("$PYTHON" -c "import torch; print(torch.cuda.device_count())")
+if [ "$DRY_RUN" = 1 ] || [ "$gpus" = 0 ]; then
+    [ "$DRY_RUN" = 1 ] || { echo "error: no GPU found (DRY_RUN=1 runs the recipe on the CPU)" >&2; exit 2; }
+    launch=(--cpu --num_processes 1 --mixed_precision no)
+    shape=(--resolution 64 --batch-size "${BATCH:-4}" --max-steps 4 --val-count 8 --log-every 1 --val-every 4
+           --sample-every 4 --checkpoint-every 4 --mask-workers 0 --num-workers 0 --cpu)
+else
+    # batch 64 per GPU at 128²: the model is small (2.4 GFLOPs per image), so a large batch keeps the GPU busy
+    launch=(--num_processes "$gpus" --mixed_precision bf16 $([ "$gpus" -gt 1 ] && echo --multi_gpu))
+    shape=(--batch-size "${BATCH:-64}" --max-steps 1000000 --val-count 200 --log-every 50 --val-every 1000
+           --sample-every 1000 --checkpoint-every 2000 --mask-workers 6 --num-workers 4 --lr-g 0.0004 --lr-d 0.0004)
+fi
+init=()
+[ -n "$INIT" ] && init+=(--init-from "$INIT")
+[ -n "$INIT_D" ] && init+=(--init-discriminator "$INIT_D")
+
+rm -rf "$RUN"
+"$PYTHON" -m accelerate.commands.launch --num_machines 1 --dynamo_backend no "${launch[@]}" train.py \
+    --config configs/msl-prior-128-faces128.yaml --dataset "$PACK/train-*.parquet" \
+    --val-dataset "$PACK/val-00000.parquet" --prior-weights "$PACK/face-prior.safetensors" \
+    --vgg-weights "$PACK/vgg16-pool3.safetensors" --w-adv 0.01 --max-minutes "$TRAIN_MINUTES" \
+    --output-dir "$RUN" "${shape[@]}" "${init[@]}"
+"$PYTHON" scripts/device_report.py "$RUN" "$OUT" --processes "$([ "$DRY_RUN" = 1 ] && echo 1 || echo "$gpus")"

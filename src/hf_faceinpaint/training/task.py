@@ -1,0 +1,72 @@
+"""What `train()` asks of a model family's training task (`Task`), and the setup shared by the tasks that train a
+generator against a discriminator (`GANTask`).
+
+A task is built in steps, so that a missing weights file fails before any data is touched: `__init__(config,
+accelerator)` loads the losses' networks, `build(architecture)` the model, discriminator and optimizers, and
+`prepare()` hands the trained modules to Accelerate (after `train()` has taken the EMA copy). `step` then runs one
+micro-step and returns the losses to log.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import torch
+from accelerate import Accelerator
+from torch import nn
+
+from .config import TrainConfig
+
+
+class Task(Protocol):
+    """The interface `train()` uses. `discriminator` is None for tasks without one; where present it is saved at the
+    end of a run and can be loaded with --init-discriminator before `prepare`."""
+
+    validation_mask_kind: str  # the masks of the fixed validation set: "irregular" or "square"
+    discriminator: nn.Module | None
+
+    def build(self, architecture: Any) -> nn.Module:
+        """The model to train (whole: the EMA and the saved model follow it) from its config dataclass."""
+
+    def prepare(self) -> tuple[nn.Module, ...]:
+        """Hand the trained modules and optimizers to Accelerate; returns the modules to accumulate gradients of."""
+
+    def step(self, images: torch.Tensor, hole: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        """One micro-step on real faces (B, 3, R, R) and holes (B, 1, R, R); returns the losses to log by name."""
+
+    def inference_model(self, model: nn.Module) -> nn.Module:
+        """What validation and samples inpaint with, given the (EMA) model."""
+
+    def training_section(self, state: dict[str, Any]) -> str:
+        """The model card's "Training" paragraph, given the trainer state of the last checkpoint."""
+
+
+class GANTask:
+    """The setup of a task that trains (part of) a model against the model's discriminator: both with Adam (both
+    papers), and handed to Accelerate as generator, discriminator, their optimizers: the order of the checkpoints.
+
+    Args:
+        config: The training settings.
+        accelerator: The run's `Accelerator`.
+    """
+
+    discriminator: nn.Module
+
+    def __init__(self, config: TrainConfig, accelerator: Accelerator) -> None:
+        self.config, self.accelerator = config, accelerator
+
+    def setup(self, model: nn.Module, trained: nn.Module) -> nn.Module:
+        """Take `model` (with a `build_discriminator()`) whose part `trained` is trained; returns `model`."""
+        self.model, self.trained = model, trained
+        self.discriminator = model.build_discriminator()
+        betas = (self.config.beta1, 0.999)
+        self.opt_g = torch.optim.Adam(trained.parameters(), lr=self.config.lr_g, betas=betas)
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.config.lr_d, betas=betas)
+        return model
+
+    def prepare(self) -> tuple[nn.Module, ...]:
+        """Hand the trained part, D and both optimizers to Accelerate; returns the prepared generator and D."""
+        self.generator, self.discriminator, self.opt_g, self.opt_d = self.accelerator.prepare(
+            self.trained, self.discriminator, self.opt_g, self.opt_d
+        )
+        return self.generator, self.discriminator
