@@ -1,11 +1,16 @@
 """Inference cost per preset: parameters, GFLOPs, median ms per image at batch 1 and 8, next to OpenCV Telea and NS.
 
     python benchmarks/bench_inference.py [--repeats 5] [--device cpu|cuda] [--presets msl-tiny-128,twostage-tiny-128]
+        [--photo-sides 256,512,1024]
 
 Images: the CelebA-HQ eval set from ../shared (or $HF_FACEINPAINT_SHARED) when present, else the bundled example.
 Masks: NVIDIA irregular test masks (20-30% bucket) when present, else a fixed rectangle. Networks are timed on the
 model tensor alone (no pre/post-processing); the OpenCV baselines on uint8 images of the same size. On a CUDA device
 the networks are also timed in bf16 and reported as images/s.
+
+A second table times the whole `inpaint()` call as a user makes it (PIL photo and mask in, PIL image out: crop,
+working size, the default model's face prior and network, paste-back) on photos of each `--photo-sides`, next to
+OpenCV Telea through the same call. The default model is loaded (and cached) before timing.
 """
 
 from __future__ import annotations
@@ -21,9 +26,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from hf_faceinpaint import ClassicInpainter, list_presets
+from hf_faceinpaint import ClassicInpainter, inpaint, list_presets
 from hf_faceinpaint.images import example_image_path
-from hf_faceinpaint.models.registry import from_preset, preset_config
+from hf_faceinpaint.models.registry import from_preset, preset_config, resolve_model
 from hf_faceinpaint.profiling import count_parameters, gflops_per_image
 
 SHARED = Path(os.environ.get("HF_FACEINPAINT_SHARED", Path(__file__).resolve().parents[2] / "shared"))
@@ -83,6 +88,16 @@ def bench_classic(method: str, resolution: int, repeats: int) -> dict[str, str]:
             "ms/img b1": f"{ms:.1f}", "ms/img b8": f"{ms:.1f}"}
 
 
+def bench_inpaint(spec: str, side: int, repeats: int) -> dict[str, str]:
+    """Median ms of one `inpaint()` call on a side² photo (a CelebA-HQ face or the example, upscaled) with a
+    20-30 % NVIDIA mask (or a rectangle)."""
+    images, masks = load_inputs(side, 1)
+    photo, hole = Image.fromarray(images[0]), Image.fromarray(masks[0])
+    resolved = resolve_model(spec)
+    ms = median_ms(lambda: inpaint(photo, hole, model=resolved.model), repeats)
+    return {"method": resolved.name, "photo": f"{side}²", "ms per inpaint()": f"{ms:.0f}"}
+
+
 def print_table(rows: list[dict[str, str]]) -> None:
     columns = list(dict.fromkeys(key for row in rows for key in row))
     print("| " + " | ".join(columns) + " |")
@@ -96,6 +111,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--presets", default=",".join(list_presets()))
+    parser.add_argument("--photo-sides", default="256,512,1024", help="photo sides for the inpaint() table")
     args = parser.parse_args()
     device = torch.device(args.device)
     names = [n for n in args.presets.split(",") if n]
@@ -106,6 +122,9 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, device {device} (GPU: {gpu})")
     print_table(rows)
+    print()
+    sides = [int(side) for side in args.photo_sides.split(",") if side]
+    print_table([bench_inpaint(spec, side, args.repeats) for side in sides for spec in (None, "telea")])
 
 
 if __name__ == "__main__":

@@ -6,20 +6,18 @@
 The input is a `save_pretrained` folder (a run's `final/` holds the EMA generator). The weights are stored in float16
 to halve the package size and load back into a float32 model (`load_state_dict_strict` casts). The script refuses a
 result over the size limit, reloads what it wrote strictly and reports the largest float16-vs-float32 output change on
-a seeded random batch. Files are written to a temporary folder first and renamed into place.
+a seeded random batch. Files are written to a temporary folder first and renamed into place (`io.atomic_path`).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 
+from hf_faceinpaint.io import atomic_path
 from hf_faceinpaint.models.hub import CONFIG_NAME, WEIGHTS_NAME
 from hf_faceinpaint.models.registry import load_pretrained
 
@@ -40,9 +38,7 @@ def output_change(reference: torch.nn.Module, exported: torch.nn.Module, resolut
 def export(checkpoint: Path, out: Path) -> None:
     model = load_pretrained(checkpoint)
     reference = load_pretrained(checkpoint)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.tmp-") as tmp:
-        staging = Path(tmp) / out.name
+    with atomic_path(out) as staging:
         model.half().save_pretrained(staging)
         (staging / "README.md").unlink()  # the shipped card is model_cards/<name>.md
         size = sum(path.stat().st_size for path in staging.iterdir())
@@ -50,9 +46,6 @@ def export(checkpoint: Path, out: Path) -> None:
             sys.exit(f"error: the export is {size / 2**20:.1f} MiB, over the {MAX_BYTES / 2**20:.0f} MiB limit")
         exported = load_pretrained(staging).float()
         change = output_change(reference, exported, reference.config.resolution)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
     print(f"wrote {out / CONFIG_NAME} and {out / WEIGHTS_NAME} ({size / 2**20:.2f} MiB, float16)")
     print(f"largest output change float32 -> float16 weights: {change:.2e} (images in [-1, 1])")
 

@@ -19,7 +19,6 @@ import argparse
 import glob
 import io
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -30,7 +29,7 @@ import torch
 from PIL import Image
 
 from hf_faceinpaint.data import decode_face
-from hf_faceinpaint.models.hub import read_state_dict, save_safetensors_atomic
+from hf_faceinpaint.io import atomic_path, read_state_dict, save_safetensors_atomic
 from hf_faceinpaint.models.prior import fit_pca, save_fit
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -87,29 +86,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {len(train)} training faces cannot give {args.prior_components} prior components", file=sys.stderr)
         return 2
     out = Path(args.out)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     try:
-        train, train_psnr = reencode(train, args.quality)
-        val, val_psnr = reencode(val, args.quality)
-        write_shards(train, tmp, "train", min(args.shards, len(train)))
-        write_shards(val, tmp, "val", 1)
-        faces_mib = sum(f.stat().st_size for f in tmp.glob("*.parquet")) / 2**20
-        if faces_mib > args.max_mib:
-            raise ValueError(f"the faces take {faces_mib:.1f} MiB, over --max-mib {args.max_mib}: lower --quality")
-        faces = torch.stack([decode_face(row["image"], 64) for row in train])  # the prior is fitted on the pack
-        mean, basis, variance = fit_pca(faces, args.prior_components)
-        save_fit(tmp / "face-prior.safetensors", mean.half(), basis.half(), variance, faces=str(len(train)), size="64")
-        convs = {k: v.half() for k, v in vgg.items() if k.startswith("features.") and int(k.split(".")[1]) < VGG_POOL3_CONVS}
-        save_safetensors_atomic(convs, tmp / "vgg16-pool3.safetensors")
-        shutil.rmtree(out, ignore_errors=True)
-        os.replace(tmp, out)
+        with atomic_path(out) as tmp:
+            tmp.mkdir()
+            train, train_psnr = reencode(train, args.quality)
+            val, val_psnr = reencode(val, args.quality)
+            write_shards(train, tmp, "train", min(args.shards, len(train)))
+            write_shards(val, tmp, "val", 1)
+            faces_mib = sum(f.stat().st_size for f in tmp.glob("*.parquet")) / 2**20
+            if faces_mib > args.max_mib:
+                raise ValueError(f"the faces take {faces_mib:.1f} MiB, over --max-mib {args.max_mib}: lower --quality")
+            faces = torch.stack([decode_face(row["image"], 64) for row in train])  # the prior is fitted on the pack
+            mean, basis, variance = fit_pca(faces, args.prior_components)
+            save_fit(tmp / "face-prior.safetensors", mean.half(), basis.half(), variance, faces=str(len(train)), size="64")
+            convs = {k: v.half() for k, v in vgg.items() if k.startswith("features.") and int(k.split(".")[1]) < VGG_POOL3_CONVS}
+            save_safetensors_atomic(convs, tmp / "vgg16-pool3.safetensors")
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     total = sum(f.stat().st_size for f in out.iterdir()) / 2**20
     print(f"{len(train)} training + {len(val)} validation faces, WebP q{args.quality}: {faces_mib:.1f} MiB "
           f"(PSNR against the originals: mean {np.mean(train_psnr + val_psnr):.2f} dB, lowest "

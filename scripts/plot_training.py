@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import matplotlib
@@ -18,6 +17,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
+
+from hf_faceinpaint.io import atomic_path  # noqa: E402
 
 
 def smooth(values: np.ndarray, window: int) -> np.ndarray:
@@ -63,9 +64,8 @@ def main() -> None:
     fig.suptitle(f"{args.run_dir.name}: {steps.max() if len(steps) else 0} steps")
     fig.tight_layout()
     out = args.out or args.run_dir / "curves.png"
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, dpi=90)
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
     print(f"wrote {out}")
 
 

@@ -6,13 +6,14 @@ Conventions: an image is an 8-bit RGB `PIL.Image.Image`; a mask is a `(H, W)` bo
 from __future__ import annotations
 
 import os
-import secrets
 from importlib import resources
 from pathlib import Path
 from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .io import atomic_path
 
 ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray]
 
@@ -215,13 +216,7 @@ def save_image(img: Image.Image, path: str | os.PathLike) -> Path:
     """
     path = Path(path)
     fmt = image_format(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     options = {"quality": 95} if fmt == "JPEG" else {}
-    try:
-        with open(tmp, "xb") as handle:
-            img.save(handle, format=fmt, icc_profile=img.info.get("icc_profile"), **options)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "xb") as handle:
+        img.save(handle, format=fmt, icc_profile=img.info.get("icc_profile"), **options)
     return path

@@ -101,7 +101,7 @@ def read_state_dict(path: str | os.PathLike, what: str, must_exist: bool = True)
 def frames_to_tensor(frames: np.ndarray, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """uint8 frames (B, H, W, 3) as network input (B, 3, H, W) in [-1, 1], scaled in at least float32, then cast."""
     work = torch.promote_types(dtype, torch.float32)
-    x = torch.from_numpy(np.ascontiguousarray(frames)).to(device).permute(0, 3, 1, 2).to(work)
+    x = torch.from_numpy(np.require(frames, requirements=["C", "W"])).to(device).permute(0, 3, 1, 2).to(work)
     return (x / 127.5 - 1.0).to(dtype)
 
 

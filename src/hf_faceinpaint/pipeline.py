@@ -26,6 +26,8 @@ from .models.registry import Inpainter, load_model
 
 # Largest working side of a network: crops beyond it are downscaled (cost grows with its square).
 MAX_WORKING_SIDE = 256
+# A hole thicker than this share of its crop's side is completed coarse-to-fine (see `working_frame`).
+COARSE_THICKNESS = 0.1
 # The crop side is at least CONTEXT_FACTOR × the hole's bounding-box side (context around the hole) and at least
 # MIN_CROP_FRACTION × the image's shorter side (so a small hole on a face still shows most of the face).
 CONTEXT_FACTOR = 2.0
@@ -167,20 +169,29 @@ def working_size(side: int, model: nn.Module) -> int:
     return -(-work // multiple) * multiple
 
 
-def working_frame(mask: np.ndarray, model: nn.Module) -> tuple[tuple[int, int, int], int]:
-    """Where and at what size a network sees a photo's hole: the crop box and its working side.
+def hole_thickness(mask: np.ndarray) -> float:
+    """Twice the largest distance from a hole pixel to the nearest known pixel, in pixels (a stroke's width)."""
+    distance = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 3)
+    return 2.0 * float(distance.max())
+
+
+def working_frame(mask: np.ndarray, model: nn.Module) -> tuple[tuple[int, int, int], int, bool]:
+    """Where and at what size a network sees a photo's hole: the crop box, its working side, and whether the hole
+    is completed coarse-to-fine.
 
     The crop is at least the whole photo when the photo fits the working size (a face photo is then seen whole,
     as in training, at native resolution), else at least `MIN_CROP_FRACTION` of its shorter side, and at least
     `CONTEXT_FACTOR` times the hole. A crop smaller than its working size is grown to it (more context, no
-    resampling) where the photo allows.
+    resampling) where the photo allows. A hole thicker than `COARSE_THICKNESS` of a working frame larger than the
+    model's training resolution is completed there first (the scale the model learned faces at), and that result
+    guides the pass at the working size (models with a face prior).
 
     Args:
         mask: (H, W) bool, True = hole; must contain a hole pixel.
         model: The network (its training resolution and size multiple bound the working size).
 
     Returns:
-        ((left, top, side), working side).
+        ((left, top, side), working side, coarse-to-fine).
     """
     height, width = mask.shape
     whole = max(height, width) if max(height, width) <= MAX_WORKING_SIDE else 0
@@ -188,16 +199,19 @@ def working_frame(mask: np.ndarray, model: nn.Module) -> tuple[tuple[int, int, i
     work = working_size(box[2], model)
     if box[2] < work:
         box = crop_box(mask, work)
-    return box, work
+    thick = hole_thickness(extract_crop(mask, box)) / box[2] > COARSE_THICKNESS
+    coarse = thick and work > model.config.resolution and getattr(model, "prior", None) is not None
+    return box, work, coarse
 
 
-def predict(model: nn.Module, frames: np.ndarray, holes: np.ndarray) -> np.ndarray:
+def predict(model: nn.Module, frames: np.ndarray, holes: np.ndarray, guides: np.ndarray | None = None) -> np.ndarray:
     """Run a network on working frames and composite: the network inside the holes, the frames elsewhere.
 
     Args:
         model: A neural inpainter; its parameters' device and dtype are used.
         frames: (B, S, S, 3) uint8.
         holes: (B, S, S) bool, True = hole.
+        guides: Optional (B, S, S, 3) uint8 faces to refine (a model with a face prior; see `MSLInpainter.generate`).
 
     Returns:
         (B, S, S, 3) uint8, equal to `frames` wherever `holes` is False.
@@ -205,8 +219,9 @@ def predict(model: nn.Module, frames: np.ndarray, holes: np.ndarray) -> np.ndarr
     param = next(model.parameters())
     x = frames_to_tensor(frames, param.device, param.dtype)  # (B, 3, S, S) in [-1, 1]
     m = torch.from_numpy(holes[:, None]).to(device=param.device, dtype=param.dtype)  # (B, 1, S, S)
+    extra = {} if guides is None else {"guide": frames_to_tensor(guides, param.device, param.dtype)}
     with torch.inference_mode():
-        filled = tensor_to_frames(model(x, m))  # (B, S, S, 3)
+        filled = tensor_to_frames(model(x, m, **extra))  # (B, S, S, 3)
     return np.where(holes[..., None], filled, frames)
 
 
@@ -218,7 +233,7 @@ def inpaint_arrays(model: Inpainter, images: Sequence[np.ndarray], masks: Sequen
         model: A `ClassicInpainter` or a neural inpainter.
         images: (H, W, 3) uint8 each.
         masks: (H, W) bool each, True = hole; each must contain a hole pixel.
-        batch_size: Crops per forward pass (crops of the same working size are batched).
+        batch_size: Crops per forward pass (crops of the same working size and mode are batched).
 
     Returns:
         (H, W, 3) uint8 each, equal to the input outside the mask.
@@ -226,17 +241,23 @@ def inpaint_arrays(model: Inpainter, images: Sequence[np.ndarray], masks: Sequen
     if isinstance(model, ClassicInpainter):
         return [paste_hole(image, model(image, mask), mask) for image, mask in zip(images, masks)]
     plans = [working_frame(mask, model) for mask in masks]
-    boxes, works = [box for box, _ in plans], [work for _, work in plans]
     results: list[np.ndarray | None] = [None] * len(images)
-    for work in sorted(set(works)):
-        same = [i for i, w in enumerate(works) if w == work]
+    for work, coarse in sorted({plan[1:] for plan in plans}):
+        same = [i for i, plan in enumerate(plans) if plan[1:] == (work, coarse)]
         for start in range(0, len(same), batch_size):
             chunk = same[start : start + batch_size]
-            crops = np.stack([resize_image(extract_crop(images[i], boxes[i]), work) for i in chunk])  # (B, S, S, 3)
-            holes = np.stack([resize_mask(extract_crop(masks[i], boxes[i]), work) for i in chunk])  # (B, S, S)
-            for out, i in zip(predict(model, crops, holes), chunk):
-                crop = resize_image(out, boxes[i][2])  # (side, side, 3)
-                results[i] = paste_hole(images[i], uncrop(images[i], crop, boxes[i]), masks[i])
+            boxes = [plans[i][0] for i in chunk]
+            crops = np.stack([resize_image(extract_crop(images[i], box), work) for i, box in zip(chunk, boxes)])
+            holes = np.stack([resize_mask(extract_crop(masks[i], box), work) for i, box in zip(chunk, boxes)])
+            guides = None
+            if coarse:  # first at the training resolution, then refined at the working size
+                side = model.config.resolution
+                small = predict(model, np.stack([resize_image(c, side) for c in crops]),
+                                np.stack([resize_mask(h, side) for h in holes]))
+                guides = np.stack([resize_image(out, work) for out in small])  # (B, S, S, 3)
+            for out, i, box in zip(predict(model, crops, holes, guides), chunk, boxes):
+                crop = resize_image(out, box[2])  # (side, side, 3)
+                results[i] = paste_hole(images[i], uncrop(images[i], crop, box), masks[i])
     return results
 
 

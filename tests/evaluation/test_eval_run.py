@@ -131,3 +131,23 @@ def test_square_protocol(image_folder: Path) -> None:
     assert [b["title"] for b in report["buckets"]] == ["centred square 16×16 (25.0%)"]
     assert {p["mask"] for p in report["pairs"]} == {"square-16px"} and len(report["pairs"]) == 8
     assert all(p["hole_ratio"] == 0.25 for p in report["pairs"])
+
+
+def test_parts_protocol_scores_exactly_what_inpaint_returns(image_folder: Path, tiny_checkpoint: Path) -> None:
+    """`evaluate` and `inpaint()` share one inference path: per pair, the same PSNR (the issue allows 0.05 dB)."""
+    from hf_faceinpaint import inpaint
+    from hf_faceinpaint.evaluation.dataset import load_eval_images
+    from hf_faceinpaint.masks import FACE_PARTS, part_mask
+    from hf_faceinpaint.metrics import psnr
+
+    config = EvalConfig(images=str(image_folder), methods=[str(tiny_checkpoint)], mask_mode="parts", resolution=48,
+                        limit=3, fid=False, lpips=False, device="cpu")
+    report = evaluate(config, progress=False).report
+    assert [b["key"] for b in report["buckets"]] == list(FACE_PARTS) and len(report["pairs"]) == 4 * 3
+    frames = load_eval_images(str(image_folder), 48, 3, progress=False).pixels  # (3, 48, 48, 3) uint8
+    for pair in report["pairs"]:
+        frame, hole = frames[pair["image_index"]], part_mask(48, pair["mask"])
+        result = np.asarray(inpaint(Image.fromarray(frame), hole, model=str(tiny_checkpoint)))
+        to01 = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None].double() / 255  # noqa: E731
+        direct = psnr(to01(result), to01(frame)).item()
+        assert abs(direct - pair["metrics"][str(tiny_checkpoint)]["psnr"]) < 0.05

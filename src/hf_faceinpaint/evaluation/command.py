@@ -47,7 +47,7 @@ def add_evaluate_command(commands: argparse._SubParsersAction) -> argparse.Argum
     parser.add_argument("--buckets", help=f"hole-ratio ranges in percent (default {default_buckets}); not with square masks")
     parser.add_argument("--mask-mode", choices=MASK_MODES, default="nvidia",
                         help="nvidia: mask files bucketed by hole ratio; square: one centred square; generated: "
-                        "the project's MaskGenerator (default nvidia)")
+                        "the project's MaskGenerator; parts: eyes, nose, mouth and half-face boxes (default nvidia)")
     parser.add_argument("--square-size", type=_square_size, default=0.5,
                         help="side of the centred square: pixels (128) or a fraction of --resolution (default 0.5)")
     parser.add_argument("--resolution", type=int, default=256, help="evaluation side in pixels (default 256)")
@@ -90,8 +90,8 @@ def run_evaluate(args: argparse.Namespace) -> None:
         raise OSError(f"evaluate needs the eval extra: pip install 'hf-faceinpaint[eval]' ({err})") from err
     from .methods import parse_methods
 
-    if args.mask_mode == "square" and args.buckets is not None:
-        raise ValueError("--buckets does not apply to --mask-mode square (its one bucket is the square)")
+    if args.mask_mode in ("square", "parts") and args.buckets is not None:
+        raise ValueError(f"--buckets does not apply to --mask-mode {args.mask_mode} (its buckets are its masks)")
     if Path(args.out).is_file():
         raise ValueError(f"--out must be a folder, but {args.out} is a file")
     if args.write_model_card:

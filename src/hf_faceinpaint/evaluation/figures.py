@@ -50,7 +50,7 @@ def metric_plot(report: dict[str, Any], key: str, path: str | os.PathLike) -> No
             x + shift, y, yerr=yerr, marker="o", capsize=3, label=method["label"], linestyle="--" if method["untrained"] else "-"
         )
     axes.set_xticks(x, [b["title"] for b in buckets])
-    axes.set_xlabel("hole ratio" if report["settings"]["mask_mode"] != "square" else "mask")
+    axes.set_xlabel("mask" if report["settings"]["mask_mode"] in ("square", "parts") else "hole ratio")
     axes.set_ylabel(f"{info['label']} {'↑' if info['higher_is_better'] else '↓'}")
     title = f"{info['label']} per bucket ({report['sample_sizes']['images']} images, mean ± 95% CI)"
     if key == "fid":

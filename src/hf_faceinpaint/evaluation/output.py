@@ -6,12 +6,13 @@ renamed into place, so a failure leaves no partial outputs (and no temporary fil
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import secrets
 from collections.abc import Callable
 from pathlib import Path
 
+from ..io import atomic_path
 from .figures import example_grid, metric_plot
 from .report import model_card_section, read_card, results_markdown, updated_card_text
 from .runner import Evaluation
@@ -66,17 +67,12 @@ def write_outputs(evaluation: Evaluation, out_dir: str | os.PathLike, model_card
 
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    staged: dict[Path, Path] = {}
     try:
-        for path, write in files.items():
-            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-            staged[path] = tmp
-            write(tmp)
-        for path, tmp in staged.items():
-            os.replace(tmp, path)
+        # every file is written under a temporary name; all are renamed into place only when all were written
+        with contextlib.ExitStack() as stack:
+            for path, write in files.items():
+                write(stack.enter_context(atomic_path(path)))
     except BaseException:
-        for tmp in staged.values():
-            tmp.unlink(missing_ok=True)
         if created and not any(out.iterdir()):
             out.rmdir()
         raise

@@ -1,12 +1,14 @@
 """Evaluation buckets and the seeded, recorded (image, mask) assignment.
 
-Three mask protocols, all at the evaluation resolution R:
+Four mask protocols, all at the evaluation resolution R:
 
 - ``"nvidia"``: a folder of mask files (the NVIDIA irregular test masks, 255 = hole; the MSL paper's protocol).
   Every file is resized to R×R with nearest neighbour and its hole ratio is measured *after* resizing, because that
   is the hole the methods are scored on; a bucket holds the files whose resized ratio lies in (lo, hi].
 - ``"square"``: one centred square hole for every image (the two-stage paper's protocol), one bucket named after it.
 - ``"generated"``: the project's `MaskGenerator` ("irregular", bucket-targeted); no files needed.
+- ``"parts"``: the face-part boxes of `masks.FACE_PARTS` (eyes, nose, mouth, half face) on the aligned frame, one
+  bucket per part, every image paired with every part: what a user paints over.
 
 Pairing: in every bucket each image gets one mask, drawn by `assign_masks` from an RNG seeded with the seed and the
 bucket's bounds, so every method sees exactly the same pairs and a rerun reproduces them.
@@ -22,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ..masks import Bucket, MaskFolder, MaskGenerator, hole_ratio, square_mask
+
+from ..masks import FACE_PARTS, Bucket, MaskFolder, MaskGenerator, hole_ratio, part_mask, square_mask
 from .progress import progress_bar
 
-MASK_MODES = ("nvidia", "square", "generated")
+MASK_MODES = ("nvidia", "square", "generated", "parts")
 DEFAULT_BUCKETS: list[Bucket] = [(0.1, 0.2), (0.2, 0.3), (0.3, 0.4), (0.4, 0.5)]
 GENERATED_KIND = "irregular"
 
@@ -253,3 +256,25 @@ def generated_plan(resolution: int, buckets: Sequence[Bucket], n_images: int, se
         recipe={"generator": f"{generator!r}; mask 'generated #K' = generator(K), K = image * {len(columns)} + bucket index"},
     )
 
+
+
+def parts_plan(resolution: int, n_images: int) -> MaskPlan:
+    """Pairs every image with every face-part box of `masks.FACE_PARTS` (one bucket per part).
+
+    Args:
+        resolution: Evaluation side R.
+        n_images: Number of evaluation images.
+    """
+    columns = []
+    for part, (top, bottom, left, right) in FACE_PARTS.items():
+        ratio = hole_ratio(part_mask(resolution, part))
+        columns.append(EvalBucket(part, f"{part} ({ratio:.0%})"))
+    return MaskPlan(
+        mode="parts",
+        buckets=columns,
+        pairs=[Pair(i, column.key, column.key) for column in columns for i in range(n_images)],
+        load=lambda name: part_mask(resolution, name),
+        available={column.key: 1 for column in columns},
+        recipe={"parts": {part: f"rows {top:.2f}-{bottom:.2f}, cols {left:.2f}-{right:.2f} of the frame"
+                          for part, (top, bottom, left, right) in FACE_PARTS.items()}},
+    )

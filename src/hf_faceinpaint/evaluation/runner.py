@@ -18,7 +18,7 @@ from ..masks import Bucket, hole_ratio
 from ..models.vgg import Normalization
 from .dataset import EvalImages, load_eval_images
 from .methods import EvalMethod, load_method, resolve_device, run_method
-from .pairing import DEFAULT_BUCKETS, MASK_MODES, MaskPlan, folder_plan, generated_plan, square_plan
+from .pairing import DEFAULT_BUCKETS, MASK_MODES, MaskPlan, folder_plan, generated_plan, parts_plan, square_plan
 from .progress import progress_bar
 from .scoring import FID_MIN_IMAGES, Scorer, build_inception, build_lpips, fid, summarize
 
@@ -127,6 +127,8 @@ def _plan(config: EvalConfig, n_images: int, progress: bool | None) -> MaskPlan:
         return folder_plan(config.masks, config.resolution, config.buckets, n_images, config.seed, progress)
     if config.mask_mode == "square":
         return square_plan(config.resolution, config.square_size, n_images)
+    if config.mask_mode == "parts":
+        return parts_plan(config.resolution, n_images)
     return generated_plan(config.resolution, config.buckets, n_images, config.seed)
 
 

@@ -91,17 +91,18 @@ class Inpainter(nn.Module, HubModelMixin):
         mask = mask.to(image.dtype)
         return mask * prediction + (1.0 - mask) * image
 
-    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, image: torch.Tensor, mask: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         """Inpaint.
 
         Args:
             image: (B, 3, H, W) in [-1, 1]; hole pixels are ignored.
             mask: (B, 1, H, W), 1 = hole, 0 = known.
+            kwargs: Family-specific inputs of `generate` (e.g. MSL's `guide`).
 
         Returns:
             (B, 3, H, W): the prediction inside the hole, the input outside it.
         """
-        return self.composite(image, mask, self.generate(image, mask.to(image.dtype)))
+        return self.composite(image, mask, self.generate(image, mask.to(image.dtype), **kwargs))
 
     def _save_pretrained(self, save_directory: Path) -> None:
         config = {CLASS_KEY: type(self).__name__, **asdict(self.config)}

@@ -206,20 +206,25 @@ class MSLInpainter(Inpainter, config_class=MSLConfig, tags=("msl",)):
         """The spectral-norm PatchGAN discriminator this generator is trained against."""
         return PatchDiscriminator(4, self.config.discriminator_widths, spectral_norm=True)
 
-    def generate(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def generate(self, image: torch.Tensor, mask: torch.Tensor, guide: torch.Tensor | None = None) -> torch.Tensor:
         """The raw prediction over the whole frame, before compositing.
 
         Args:
             image: (B, 3, H, W) in [-1, 1]; hole pixels are ignored (zeroed here).
             mask: (B, 1, H, W), 1 = hole, 0 = known.
+            guide: Models with a prior only: a face to refine instead of the prior's fit, (B, 3, H, W) in [-1, 1]
+                (the pipeline passes a coarser pass's result, upsampled: coarse-to-fine).
         """
         self.check_inputs(image, mask)
         mask = mask.to(image.dtype)
         x = torch.cat([image * (1.0 - mask), mask], dim=1)  # (B, 4, H, W): masked image + mask
         prior = None
         if self.prior is not None:
-            prior = self.prior(image, mask)  # (B, 3, H, W): the PCA face fitted to the known pixels
+            # the PCA face fitted to the known pixels (or the guide): the face the decoder corrects
+            prior = self.prior(image, mask) if guide is None else guide.to(image.dtype)  # (B, 3, H, W)
             x = torch.cat([x, prior], dim=1)  # (B, 7, H, W)
+        elif guide is not None:
+            raise ValueError("only a model with a face prior takes a guide")
         encoder_in = x if self.stem is None else self.stem(x)  # (B, C_in, H, W) or (B, widths[0], H/2, W/2)
         per_encoder = [encoder(encoder_in) for encoder in self.encoders]  # branches × levels × (B, C_l, H_l, W_l)
         bottlenecks = [features[-1] for features in per_encoder]
