@@ -223,8 +223,10 @@ def train(config: TrainConfig) -> TrainResult:
         # 1. this process's batch, flipped and masked reproducibly
         epoch, done, images, skipped = next(stream)
         hole, flips = masks_and_flips(config, masks, micro_step, rank, world, config.batch_size)
-        images = torch.where(flips[:, None, None, None], images.flip(-1), images)  # (B, 3, R, R)
-        images = zoom_in(images, config.scale_aug, sample_seed(config, micro_step, rank)).to(device)
+        # augment on the training device: on one CPU thread flip + zoom of a 256-batch took 0.19 s, more than a GPU step
+        images, flips = images.to(device, non_blocking=True), flips.to(device)  # (B, 3, R, R), (B,)
+        images = torch.where(flips[:, None, None, None], images.flip(-1), images)
+        images = zoom_in(images, config.scale_aug, sample_seed(config, micro_step, rank))
         hole = hole.to(device)  # (B, 1, R, R), 1 = hole
         state["bad_images"] += int(accelerator.reduce(torch.tensor(skipped, device=device), reduction="sum").item())
         micro_step += 1
