@@ -146,6 +146,7 @@ def test_info_on_a_preset_is_labelled_untrained(capsys: pytest.CaptureFixture[st
     assert "parameters: " in out and "GFLOPs per image (128×128): " in out
 
 
+@pytest.mark.slow
 def test_demo_and_module_entry_point(tmp_path: Path) -> None:
     out = tmp_path / "demo.png"
     done = subprocess.run(

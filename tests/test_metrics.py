@@ -227,6 +227,7 @@ def test_inception_returns_pool3_features() -> None:
     torch.testing.assert_close(feats, h.mean(dim=(2, 3)), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 @needs_fid_weights
 def test_fid_of_a_set_with_itself_is_zero() -> None:
     accumulator = FIDAccumulator()

@@ -120,7 +120,7 @@ def test_mismatched_lists_are_rejected(tiny: MSLInpainter) -> None:
         inpaint([_photo(10, 10)], _hole(10, 10), model=tiny)
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float64, pytest.param(torch.bfloat16, marks=pytest.mark.slow)])  # bf16: slow on AVX2
 def test_dtype_selection(dtype: torch.dtype) -> None:
     model = MSLInpainter.from_preset("msl-tiny-128")
     photo, mask = _photo(100, 80), _hole(100, 80)

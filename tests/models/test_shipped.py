@@ -53,6 +53,7 @@ def test_model_card_ships_with_the_package() -> None:
     assert not {"TRAINING_RECIPE", "EVALUATION_SECTION", "MAX_STEPS"} & set(card.split())  # every section written
 
 
+@pytest.mark.slow
 def test_beats_telea_on_real_faces(shared_dir: Path, tmp_path: Path) -> None:
     """The first 64 faces128 val faces with the NVIDIA masks of each bucket, at 128²: higher PSNR and SSIM and
     lower L1 than Telea on the same pairs in every bucket."""

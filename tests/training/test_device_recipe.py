@@ -18,6 +18,8 @@ from PIL import Image
 
 from hf_faceinpaint.models.registry import load_pretrained
 
+pytestmark = pytest.mark.slow  # packing and the dry run take 40 s on 2 cores
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -74,7 +76,6 @@ def test_pack_refuses_to_exceed_its_size_limit(tmp_path: Path, pack: Path, vgg_f
     assert not (tmp_path / "p").exists()
 
 
-@pytest.mark.slow
 def test_dry_run_leaves_a_loadable_model_and_the_reports(tmp_path: Path, pack: Path) -> None:
     out = tmp_path / "out"
     env = {**os.environ, "PACK": str(pack), "OUT": str(out), "DRY_RUN": "1", "RUN": str(tmp_path / "run"),

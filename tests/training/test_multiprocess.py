@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -34,6 +35,7 @@ json.dump({"seen": seen, "world": world}, open(f"{out}/rank{rank}.json", "w"))
 '''
 
 
+@pytest.mark.slow
 def test_two_processes(tmp_path: Path, face_folder: Path, vgg_file: Path) -> None:
     script = tmp_path / "launch_train.py"
     script.write_text(SCRIPT)

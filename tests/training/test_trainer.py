@@ -51,6 +51,7 @@ def test_run_writes_everything(tmp_path: Path, face_folder: Path, vgg_file: Path
     assert not list(run.rglob("*.tmp-*")) and not list(run.rglob(".tmp-*")), "temporary files left behind"
 
 
+@pytest.mark.slow
 def test_resume_reproduces_the_uninterrupted_run(tmp_path: Path, face_folder: Path, vgg_file: Path) -> None:
     train(parse_config(flags(face_folder, vgg_file, tmp_path / "straight", max_steps=6)))
     train(parse_config(flags(face_folder, vgg_file, tmp_path / "split", max_steps=4)))
