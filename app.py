@@ -1,6 +1,7 @@
 """Gradio demo of hf-faceinpaint: paint over part of a face photo and get it filled.
 
-Run `python app.py` (127.0.0.1:7860; --host / --port / --share), or use this file as a Hugging Face Space's
+Run `python app.py` (127.0.0.1:7860; --host / --port / --share; --allow-model PATH_OR_ID, repeatable, or
+--allow-any-model to let requests load other checkpoints), or use this file as a Hugging Face Space's
 `app_file` (see space/README.md). This file holds the UI only; the logic is in `hf_faceinpaint.editor`.
 
 Endpoints: `/inpaint` (image file, mask file with white = hole, method name) -> result image, for
@@ -78,8 +79,10 @@ def toggle_checkpoint(method: str) -> dict[str, Any]:
     return gr.update(visible=method == editor.CUSTOM)
 
 
-def make_handlers(out_root: Path) -> tuple[Callable[..., Any], Callable[..., Any]]:
-    """The two inpainting callbacks (page and API), bound to the output root."""
+def make_handlers(
+    out_root: Path, policy: editor.MethodPolicy = editor.OWN_METHODS
+) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """The two inpainting callbacks (page and API), bound to the output root and the methods the operator allows."""
 
     def inpaint_sketch(
         photo: str | None,
@@ -92,7 +95,7 @@ def make_handlers(out_root: Path) -> tuple[Callable[..., Any], Callable[..., Any
         """Inpaint the painted strokes; returns the slider, download, masked input, comparison and summary."""
         try:
             job = editor.job_from_sketch(photo, painted)
-            specs = editor.resolve_methods(method, checkpoint, compare)
+            specs = editor.resolve_methods(method, checkpoint, compare, policy)
             _notify(job.notices)
             outputs = editor.run_request(
                 job, specs, editor.new_request_dir(out_root), lambda done, text: progress(done, desc=text)
@@ -112,7 +115,7 @@ def make_handlers(out_root: Path) -> tuple[Callable[..., Any], Callable[..., Any
         try:
             job = editor.job_from_files(image, mask)
             _notify(job.notices)
-            return str(editor.run_job(job, editor.resolve_method(method), editor.new_request_dir(out_root)))
+            return str(editor.run_job(job, editor.resolve_method(method, "", policy), editor.new_request_dir(out_root)))
         except editor.InputError as err:
             raise gr.Error(str(err)) from err
 
@@ -130,16 +133,17 @@ def sketch_editor() -> gr.ImageEditor:
     )
 
 
-def build_app(out_root: Path | None = None) -> gr.Blocks:
+def build_app(out_root: Path | None = None, policy: editor.MethodPolicy = editor.OWN_METHODS) -> gr.Blocks:
     """Build the demo; the default method is loaded here, once (`load_model` keeps it for all requests).
 
     Args:
         out_root: Folder for the per-request output folders (default: a new temporary folder).
+        policy: The methods requests may run (default: the installation's own; see `--allow-model`).
     """
     editor.load_method(editor.default_method())
     out_root = out_root or Path(tempfile.mkdtemp(prefix="hf-faceinpaint-app-"))
-    inpaint_sketch, inpaint_files = make_handlers(out_root)
-    method_choices = editor.method_choices()
+    inpaint_sketch, inpaint_files = make_handlers(out_root, policy)
+    method_choices = editor.method_choices(policy)
     compare_choices = [("No comparison", "")] + [choice for choice in method_choices if choice[1] != editor.CUSTOM]
 
     with gr.Blocks(title="Face inpainting", delete_cache=CACHE_SWEEP) as demo:
@@ -225,9 +229,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), help="interface to bind")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), help="port")
     parser.add_argument("--share", action="store_true", help="also create a temporary public gradio.live link")
+    parser.add_argument(
+        "--allow-model", action="append", default=[], metavar="PATH_OR_ID",
+        help="a checkpoint folder or Hub repo id that requests may use, listed as a method (repeatable)",
+    )
+    parser.add_argument(
+        "--allow-any-model", action="store_true",
+        help="let requests load any folder or Hub repo id they name (local use only: not on a public server)",
+    )
     return parser.parse_args(argv)
 
 
 if __name__ == "__main__":
     args = parse_args()
-    build_app().launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_UPLOAD)
+    policy = editor.MethodPolicy(tuple(args.allow_model), args.allow_any_model)
+    build_app(policy=policy).launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_UPLOAD)

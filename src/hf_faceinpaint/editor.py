@@ -81,10 +81,32 @@ def default_method() -> str:
     return DEFAULT_MODEL if shipped_checkpoint(DEFAULT_MODEL) is not None else "telea"
 
 
-def method_choices() -> list[tuple[str, str]]:
-    """(label, value) pairs for the method dropdown: the available methods, then a custom checkpoint."""
-    choices = [(method_label(name), name) for name in available_methods()]
-    return choices + [("Checkpoint: local folder or Hub repo id", CUSTOM)]
+@dataclass(frozen=True)
+class MethodPolicy:
+    """Which methods requests may run. The installation's own methods (its shipped models, Telea, NS) always; other
+    checkpoints (folders, Hub repo ids) only as the operator allows, so a caller cannot make the server load, or
+    probe, whatever path or repository it names.
+
+    Args:
+        allowed: Checkpoint specs (folders or Hub repo ids) that requests may name; the page lists them as methods.
+        allow_any: Let requests name any folder or Hub repo id (the page's checkpoint box): for local use only.
+    """
+
+    allowed: tuple[str, ...] = ()
+    allow_any: bool = False
+
+    def offered(self) -> list[str]:
+        """Method values a request may name without `allow_any`."""
+        return list(dict.fromkeys(available_methods() + list(self.allowed)))
+
+
+OWN_METHODS = MethodPolicy()  # the default: the installation's own methods only
+
+
+def method_choices(policy: MethodPolicy = OWN_METHODS) -> list[tuple[str, str]]:
+    """(label, value) pairs for the method dropdown: the offered methods, then a free checkpoint when allowed."""
+    choices = [(method_label(name), name) for name in policy.offered()]
+    return choices + ([("Checkpoint: local folder or Hub repo id", CUSTOM)] if policy.allow_any else [])
 
 
 def default_model_notice() -> str | None:
@@ -97,39 +119,49 @@ def default_model_notice() -> str | None:
     )
 
 
-def resolve_method(choice: str | None, checkpoint: str = "") -> str:
-    """Turn a dropdown value (or an API method name) into a `load_model` spec.
+def resolve_method(choice: str | None, checkpoint: str = "", policy: MethodPolicy = OWN_METHODS) -> str:
+    """Turn a dropdown value (or an API method name) into a `load_model` spec, if the policy allows it.
 
     Args:
-        choice: A value from `method_choices()`, "" / None for the default, `CUSTOM` for `checkpoint`, or (API) any
-            checkpoint folder or Hub repo id.
+        choice: A value from `method_choices(policy)`, "" / None for the default, `CUSTOM` for `checkpoint`, or
+            (API) a method name, or a checkpoint the policy allows.
         checkpoint: The checkpoint text box, used with `CUSTOM`.
+        policy: What the operator lets requests load.
 
     Raises:
-        InputError: `CUSTOM` without a checkpoint, or a shipped model that this installation does not have.
+        InputError: A method the policy does not offer (checked before anything is loaded or looked up, and named
+            back only as the caller gave it), `CUSTOM` without a checkpoint, or a shipped model that this
+            installation does not have.
     """
     choice = (choice or "").strip()
     if not choice:
         return default_method()
-    if choice == CUSTOM:
+    if choice == CUSTOM and policy.allow_any:
         if not checkpoint.strip():
             raise InputError("Enter a checkpoint: a folder written by save_pretrained, or a Hub repo id like org/name.")
         return checkpoint.strip()
     if choice in missing_models():
         raise InputError(
             f"The trained model {choice!r} is not part of this installation yet; "
-            f"choose {', '.join(available_methods())} or a checkpoint."
+            f"choose {', '.join(available_methods())}{' or a checkpoint' if policy.allow_any else ''}."
         )
-    return choice
+    if choice in policy.offered() or (policy.allow_any and choice != CUSTOM):
+        return choice
+    listed = " or one of the checkpoints it lists" if policy.allowed else ""
+    raise InputError(
+        f"This server does not offer the method {choice[:80]!r}; choose {', '.join(available_methods())}{listed}."
+    )
 
 
-def resolve_methods(choice: str | None, checkpoint: str = "", compare: str | None = None) -> list[str]:
+def resolve_methods(
+    choice: str | None, checkpoint: str = "", compare: str | None = None, policy: MethodPolicy = OWN_METHODS
+) -> list[str]:
     """The `load_model` specs of one page request: the chosen method, then the one to compare with (if another).
 
     Raises:
         InputError: As `resolve_method`.
     """
-    specs = [resolve_method(choice, checkpoint)] + ([resolve_method(compare)] if compare else [])
+    specs = [resolve_method(choice, checkpoint, policy)] + ([resolve_method(compare, "", policy)] if compare else [])
     return list(dict.fromkeys(specs))
 
 

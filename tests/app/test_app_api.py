@@ -26,6 +26,21 @@ def test_import_builds_nothing_and_cli_defaults(app_module: ModuleType, monkeypa
     assert (args.host, args.port, args.share) == ("0.0.0.0", 9000, True)
     monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")  # what a Space sets
     assert app_module.parse_args([]).host == "0.0.0.0"
+    assert (args.allow_model, args.allow_any_model) == ([], False)
+    args = app_module.parse_args(["--allow-model", "runs/a/final", "--allow-model", "org/b", "--allow-any-model"])
+    assert (args.allow_model, args.allow_any_model) == (["runs/a/final", "org/b"], True)
+
+
+def test_the_api_refuses_methods_the_operator_did_not_allow(
+    app_module: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    looked_up: list[str] = []
+    monkeypatch.setattr(editor, "load_model", lambda spec, *args, **kwargs: looked_up.append(spec))
+    _, inpaint_files = app_module.make_handlers(tmp_path)
+    for method in ("/etc", "/etc/passwd", "org/any-repo"):
+        with pytest.raises(app_module.gr.Error, match=f"This server does not offer the method '{method}'"):
+            inpaint_files(str(example_image_path()), str(example_mask_path()), method)
+    assert looked_up == []  # refused before anything was loaded or looked up
 
 
 def test_page_handlers_compare_methods_and_refuse_bad_photos(app_module: ModuleType, tmp_path: Path) -> None:

@@ -193,7 +193,7 @@ def test_editor_value_shows_large_photos_smaller(tmp_path: Path) -> None:
 
 def test_method_list_with_the_shipped_model() -> None:
     values = [value for _, value in editor.method_choices()]
-    assert values == ["msl-face", "telea", "ns", editor.CUSTOM]
+    assert values == ["msl-face", "telea", "ns"]
     assert editor.default_method() == "msl-face" and editor.default_model_notice() is None
     assert editor.resolve_method("") == editor.resolve_method(None) == "msl-face"
     assert editor.method_label("msl-face") == "MSL face model"
@@ -201,26 +201,45 @@ def test_method_list_with_the_shipped_model() -> None:
 
 def test_method_list_without_a_trained_model(no_shipped_model: None) -> None:
     values = [value for _, value in editor.method_choices()]
-    assert values == ["telea", "ns", editor.CUSTOM]
+    assert values == ["telea", "ns"]
     assert editor.default_method() == "telea"
     assert "No trained MSL face model" in editor.default_model_notice()
     assert editor.resolve_method("") == editor.resolve_method(None) == "telea"
     assert editor.resolve_method("ns") == "ns"
-    assert editor.resolve_method(editor.CUSTOM, " runs/final ") == "runs/final"
-    assert editor.resolve_method("org/some-model") == "org/some-model"  # API: any checkpoint
     assert editor.resolve_methods("telea", "", "ns") == ["telea", "ns"]
     assert editor.resolve_methods("telea", "", "telea") == editor.resolve_methods("", "", "") == ["telea"]
-    with pytest.raises(editor.InputError, match="Enter a checkpoint"):
-        editor.resolve_method(editor.CUSTOM, "  ")
     with pytest.raises(editor.InputError, match="'msl-face' is not part of this installation yet"):
         editor.resolve_method("msl-face")
+
+
+def test_requests_name_only_what_the_operator_allows(tmp_path: Path) -> None:
+    refused = "This server does not offer the method"
+    for name in ("/etc", "/etc/passwd", "../../srv", "org/some-model", editor.CUSTOM, "x" * 500):
+        with pytest.raises(editor.InputError, match=refused) as err:
+            editor.resolve_method(name, "/etc")
+        assert len(str(err.value)) < 200 and "config.json" not in str(err.value)  # nothing about the server's files
+    folder = str(tmp_path / "checkpoint")
+    listed = editor.MethodPolicy(allowed=(folder,))
+    assert [value for _, value in editor.method_choices(listed)] == ["msl-face", "telea", "ns", folder]
+    assert editor.resolve_method(folder, "", listed) == folder
+    assert editor.resolve_methods("telea", "", folder, listed) == ["telea", folder]
+    with pytest.raises(editor.InputError, match=f"{refused} '/etc'; .* or one of the checkpoints it lists"):
+        editor.resolve_method("/etc", "", listed)
+    with pytest.raises(editor.InputError, match=refused):
+        editor.resolve_method(editor.CUSTOM, "/etc", listed)
+    anything = editor.MethodPolicy(allow_any=True)
+    assert editor.method_choices(anything)[-1][1] == editor.CUSTOM
+    assert editor.resolve_method(editor.CUSTOM, " runs/final ", anything) == "runs/final"
+    assert editor.resolve_method("org/some-model", "", anything) == "org/some-model"
+    with pytest.raises(editor.InputError, match="Enter a checkpoint"):
+        editor.resolve_method(editor.CUSTOM, "  ", anything)
 
 
 def test_a_shipped_model_family_just_appears(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setitem(registry.SHIPPED, "twostage-face", ("twostage-face", "Two-stage face model"))
     monkeypatch.setattr(editor, "shipped_checkpoint", lambda name: tmp_path / name)
     values = [value for _, value in editor.method_choices()]
-    assert values == ["msl-face", "twostage-face", "telea", "ns", editor.CUSTOM]
+    assert values == ["msl-face", "twostage-face", "telea", "ns"]
     assert editor.default_method() == "msl-face" and editor.default_model_notice() is None
     assert editor.method_label("twostage-face") == "Two-stage face model"
 
@@ -300,7 +319,7 @@ def test_a_checkpoint_folder_runs_through_the_same_request(tmp_path: Path) -> No
 
     folder = tmp_path / "checkpoint"
     MSLInpainter.from_preset("msl-tiny-128").save_pretrained(folder)  # untrained: only the plumbing is checked
-    spec = editor.resolve_method(editor.CUSTOM, str(folder))
+    spec = editor.resolve_method(editor.CUSTOM, str(folder), editor.MethodPolicy(allow_any=True))
     job = editor.job_from_files(example_image_path(), example_mask_path())
     path = editor.run_job(job, spec, editor.new_request_dir(tmp_path))
     assert editor.load_method(spec) is editor.load_method(spec)  # loaded once, shared
