@@ -85,6 +85,13 @@ def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(
     assert not (tmp_path / "run" / "final").exists()
 
 
+def test_a_diverged_model_is_never_saved(tmp_path: Path, face_folder: Path, vgg_file: Path) -> None:
+    # huge learning rates: every loss stays finite, but a BatchNorm running variance becomes infinite
+    with pytest.raises(TrainingDiverged, match=r"non-finite weights at step 2 \(.*running_var.*\); nothing was saved"):
+        train(parse_config(flags(face_folder, vgg_file, tmp_path / "run", lr_g=1e6, lr_d=1e6)))
+    assert not list((tmp_path / "run").glob("checkpoints/step-*")) and not (tmp_path / "run" / "final").exists()
+
+
 def test_bad_images_are_skipped_and_counted(tmp_path: Path, face_folder: Path, vgg_file: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()

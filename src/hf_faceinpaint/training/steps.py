@@ -1,5 +1,6 @@
-"""The update every task's step is made of: the NaN guard, one optimizer update, the discriminator (critic) update,
-and the adversarial step shared by the tasks that train a generator against a discriminator."""
+"""The update every task's step is made of: the NaN guards (on the losses, and on the weights before a save), one
+optimizer update, the discriminator (critic) update, and the adversarial step shared by the tasks that train a
+generator against a discriminator."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Callable
 
 import torch
 from accelerate import Accelerator
+from torch import nn
 
 from ..losses import discriminator_loss, generator_loss, gradient_penalty, interpolate
 from .checkpoint import list_checkpoints
@@ -28,6 +30,27 @@ def check_finite(accelerator: Accelerator, step: int, output_dir: str, **losses:
             f"non-finite loss ({names}) at step {step}; stopped before applying it. {last} "
             "(resume it with --resume latest, e.g. with a lower learning rate)"
         )
+
+
+def check_finite_weights(accelerator: Accelerator, step: int, output_dir: str, **modules: nn.Module | None) -> None:
+    """Refuse to save a diverged model: stop every process when a parameter or buffer of `modules` (BatchNorm running
+    statistics included, which a huge learning rate can make infinite while every loss stays finite) is NaN or
+    infinite, naming the tensors and the last good checkpoint. Called before each checkpoint and the final save."""
+    bad = [
+        f"{name}.{key}"
+        for name, module in modules.items() if module is not None
+        for key, tensor in module.state_dict().items()
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all()
+    ]
+    if not accelerator.reduce(torch.tensor(float(len(bad)), device=accelerator.device), reduction="sum").item():
+        return
+    found = list_checkpoints(output_dir)
+    last = f"the last good checkpoint is {found[-1]}" if found else "no checkpoint was written yet"
+    shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "") if bad else "on another process"
+    raise TrainingDiverged(
+        f"non-finite weights at step {step} ({shown}); nothing was saved. {last} "
+        "(resume it with --resume latest, e.g. with a lower learning rate)"
+    )
 
 
 def update(

@@ -35,7 +35,7 @@ from .config import ConfigError, TrainConfig
 from .flags import parse_config
 from .msl import MSLTask
 from .prefetch import MaskPrefetcher
-from .steps import TrainingDiverged
+from .steps import TrainingDiverged, check_finite_weights
 from .task import Task
 from .twostage import StructureTask, TextureTask
 from .validation import inpaint_batches, save_grid, score, telea_outputs, validation_masks
@@ -258,6 +258,8 @@ def train(config: TrainConfig) -> TrainResult:
         if (config.checkpoint_every and step % config.checkpoint_every == 0) or last:
             positions = accelerator.gather(torch.tensor([[epoch, done]], device=device)).tolist()
             state.update(step=step, positions=positions)
+            check_finite_weights(accelerator, step, config.output_dir, generator=model, ema=ema.module,
+                                 discriminator=task.discriminator)
             save_checkpoint(accelerator, output_dir, step, ema, state, config.keep_checkpoints)
 
     progress.close()
