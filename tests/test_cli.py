@@ -68,7 +68,7 @@ def test_default_model_says_telea_without_shipped_weights(
     assert "Warning" not in captured.err
 
 
-PROBLEMS = ["missing", "not-an-image", "size-mismatch", "empty-mask", "unknown-model", "preset"]
+PROBLEMS = ["missing", "not-an-image", "size-mismatch", "empty-mask", "full-mask", "unknown-model", "preset"]
 
 
 @pytest.mark.parametrize("problem", PROBLEMS)
@@ -88,6 +88,9 @@ def test_bad_inputs_exit_2_with_one_error_line(
     elif problem == "empty-mask":
         Image.new("L", (48, 40), 0).save(mask)
         needle = "no hole pixels"
+    elif problem == "full-mask":
+        Image.new("L", (48, 40), 255).save(mask)
+        needle = "the mask covers 100% of the photo; at most 95% can be filled"
     elif problem == "unknown-model":
         model, needle = "no-such-model", "no-such-model"
     else:

@@ -179,6 +179,16 @@ def test_mask_size_mismatch_and_empty_mask(tmp_path: Path) -> None:
     assert "empty.png" in str(info.value)
 
 
+def test_a_mask_over_95_percent_is_refused_as_in_the_app() -> None:
+    mask = np.zeros((10, 20), np.uint8)
+    mask[:, :19] = 255  # 95 %: still leaves a strip to fill from
+    assert load_mask(mask, (20, 10)).mean() == 0.95
+    mask[0, 19] = 255  # 95.5 %
+    with pytest.raises(ValueError, match="covers 96% of the photo; at most 95% can be filled"):
+        load_mask(mask, (20, 10))
+    assert load_mask(np.ones((10, 20), bool), (20, 10), max_hole_fraction=None).all()
+
+
 def test_bundled_example_and_mask() -> None:
     img = load_image(example_image_path())
     assert img.size == (512, 512)

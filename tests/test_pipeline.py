@@ -120,6 +120,11 @@ def test_mismatched_lists_are_rejected(tiny: MSLInpainter) -> None:
         inpaint([_photo(10, 10)], _hole(10, 10), model=tiny)
 
 
+def test_a_mask_over_95_percent_is_refused() -> None:
+    with pytest.raises(ValueError, match="covers 100% of the photo; at most 95% can be filled"):
+        inpaint(_photo(10, 20), np.ones((10, 20), bool), model="telea")
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, pytest.param(torch.bfloat16, marks=pytest.mark.slow)])  # bf16: slow on AVX2
 def test_dtype_selection(dtype: torch.dtype) -> None:
     model = MSLInpainter.from_preset("msl-tiny-128")

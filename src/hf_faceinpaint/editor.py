@@ -8,7 +8,8 @@ Limits (documented in README.md, "Demo app"):
 
 - `MAX_SIDE` (4096 px): a photo whose longer side exceeds it is downscaled (Lanczos) to that size before anything
   else, with a notice; the result has the downscaled size.
-- `MAX_HOLE_FRACTION` (95 %): a mask covering more of the photo than that is refused (nothing left to fill from).
+- `images.MAX_HOLE_FRACTION` (95 %): a mask covering more of the photo than that is refused (nothing left to fill
+  from), here as in the CLI and `inpaint()`.
 - An empty mask is refused.
 - `EDITOR_MAX_SIDE` (2048 px): the painting canvas shows at most this size (so the browser never handles more
   than 2048² pixels); strokes are scaled up to the photo's size, conservatively, before inpainting.
@@ -31,14 +32,13 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .images import load_image, load_mask, save_image
+from .images import load_image, load_mask, save_image, too_large_hole
 from .models.classic import CLASSIC_METHODS
 from .models.hub import CheckpointError
 from .models.registry import DEFAULT_MODEL, SHIPPED, Inpainter, load_model, method_label, shipped_checkpoint
 from .pipeline import inpaint
 
 MAX_SIDE = 4096
-MAX_HOLE_FRACTION = 0.95
 EDITOR_MAX_SIDE = 2048
 # Dropdown value meaning "the checkpoint typed into the text box".
 CUSTOM = "custom"
@@ -237,7 +237,7 @@ def read_mask_file(path: str | os.PathLike, size: tuple[int, int]) -> np.ndarray
         with Image.open(path) as img:
             img.load()
             picture = ImageOps.exif_transpose(img)
-        hole = load_mask(picture, picture.size)
+        hole = load_mask(picture, picture.size, max_hole_fraction=None)  # checked at the photo's size
     except _READ_ERRORS as err:
         if "no hole pixels" in str(err):
             raise InputError(empty_mask_message()) from err
@@ -272,7 +272,7 @@ def fit_mask(mask: np.ndarray, size: tuple[int, int], what: str = "The painted m
 
 
 def check_mask(mask: np.ndarray | None) -> np.ndarray:
-    """Refuse an empty mask, or one covering more than `MAX_HOLE_FRACTION` of the photo.
+    """Refuse an empty mask, or one covering more than `images.MAX_HOLE_FRACTION` of the photo.
 
     Returns:
         The mask, for chaining.
@@ -282,12 +282,8 @@ def check_mask(mask: np.ndarray | None) -> np.ndarray:
     """
     if mask is None or not mask.any():
         raise InputError(empty_mask_message())
-    fraction = float(mask.mean())
-    if fraction > MAX_HOLE_FRACTION:
-        raise InputError(
-            f"The mask covers {fraction:.0%} of the photo; at most {MAX_HOLE_FRACTION:.0%} can be filled, because the "
-            "method needs part of the face to fill from. Erase some of it."
-        )
+    if problem := too_large_hole(mask):
+        raise InputError(f"{problem[0].upper()}{problem[1:]}. Erase some of it.")
     return mask
 
 

@@ -141,7 +141,19 @@ def _mask_values(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGBA" if has_alpha else "RGB"))
 
 
-def load_mask(src: ImageSource, size: tuple[int, int]) -> np.ndarray:
+MAX_HOLE_FRACTION = 0.95  # a larger hole leaves too little of the face to fill from
+
+
+def too_large_hole(hole: np.ndarray, max_fraction: float = MAX_HOLE_FRACTION) -> str | None:
+    """What is wrong with a hole (H, W) covering more than `max_fraction` of its image, or None when it does not."""
+    fraction = float(hole.mean())
+    if fraction <= max_fraction:
+        return None
+    return (f"the mask covers {fraction:.0%} of the photo; at most {max_fraction:.0%} can be filled, because the "
+            "method needs part of the face to fill from")
+
+
+def load_mask(src: ImageSource, size: tuple[int, int], max_hole_fraction: float | None = MAX_HOLE_FRACTION) -> np.ndarray:
     """Read an inpainting mask as a boolean hole map.
 
     A pixel is a hole when it is non-zero in any colour channel (white strokes on black). When the mask has an
@@ -153,13 +165,15 @@ def load_mask(src: ImageSource, size: tuple[int, int]) -> np.ndarray:
         src: A file path, a PIL image, or a numpy array ((H, W) bool / uint8 / uint16 / float, or channels-last
             (H, W, 3) / (H, W, 4)).
         size: (width, height) of the image the mask belongs to.
+        max_hole_fraction: Refuse a mask whose hole covers more of the image than this (None: any).
 
     Returns:
         (H, W) bool array, True = hole.
 
     Raises:
         FileNotFoundError: The file does not exist.
-        ValueError: Unreadable file, unsupported array, size different from `size`, or no hole pixel at all.
+        ValueError: Unreadable file, unsupported array, size different from `size`, no hole pixel at all, or a hole
+            over `max_hole_fraction` of the image.
     """
     name = f"mask{_source_name(src)}"
     if isinstance(src, np.ndarray):
@@ -182,6 +196,8 @@ def load_mask(src: ImageSource, size: tuple[int, int]) -> np.ndarray:
         hole = (values[:, :, :3] != 0).any(axis=2)
     if not hole.any():
         raise ValueError(f"{name} has no hole pixels (holes are white / non-zero pixels); nothing to inpaint")
+    if max_hole_fraction is not None and (problem := too_large_hole(hole, max_hole_fraction)):
+        raise ValueError(f"{name}: {problem}")
     return hole
 
 
