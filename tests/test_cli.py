@@ -102,10 +102,13 @@ def test_bad_inputs_exit_2_with_one_error_line(
     assert not list(tmp_path.glob(".*tmp*"))
 
 
-def test_unwritable_extension_fails_before_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("name", ["out.xyz", "out.jpg", "out.ico"])
+def test_unwritable_or_lossy_output_fails_before_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
     image, mask = _write_pair(tmp_path, "face")
-    status = main(["inpaint", "--image", str(image), "--mask", str(mask), "--out", str(tmp_path / "out.xyz")])
-    _assert_one_error_line(capsys, status, "extension")
+    status = main(["inpaint", "--image", str(image), "--mask", str(mask), "--out", str(tmp_path / name)])
+    _assert_one_error_line(capsys, status, "use .png, .tif or .webp")
     assert "method:" not in capsys.readouterr().out
 
 

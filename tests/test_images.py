@@ -11,6 +11,7 @@ from PIL import Image, ImageCms
 from hf_faceinpaint.images import (
     example_image_path,
     example_mask_path,
+    image_format,
     load_image,
     load_mask,
     save_image,
@@ -133,16 +134,34 @@ def test_non_rgb_icc_profile_is_dropped() -> None:
     assert "icc_profile" not in load_image(img).info
 
 
-def test_save_image_is_atomic_and_cleans_up(tmp_path: Path) -> None:
+def test_save_image_is_atomic_and_cleans_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     img = Image.fromarray(_rgb())
     out = save_image(img, tmp_path / "sub" / "x.png")
     np.testing.assert_array_equal(np.asarray(Image.open(out)), np.asarray(img))
-    with pytest.raises(ValueError, match="extension"):
+    with pytest.raises(ValueError, match="cannot write '.unknown' images"):
         save_image(img, tmp_path / "x.unknown")
-    with pytest.raises(OSError):
-        save_image(Image.new("RGBA", (4, 4)), tmp_path / "x.jpg")  # JPEG cannot hold alpha: fails mid-write
+
+    def write_half_then_fail(image: Image.Image, handle, filename) -> None:  # noqa: ANN001 (PIL's save hook)
+        handle.write(b"\x89PNG half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setitem(Image.SAVE, "PNG", write_half_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        save_image(img, tmp_path / "y.png")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sub"]
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["x.png"]
+
+
+@pytest.mark.parametrize("ext", [".png", ".tif", ".tiff", ".webp"])
+def test_outputs_are_lossless(tmp_path: Path, ext: str) -> None:
+    img = Image.fromarray(_rgb())
+    np.testing.assert_array_equal(np.asarray(Image.open(save_image(img, tmp_path / f"x{ext}"))), np.asarray(img))
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".jpeg", ".ico", ".gif", ".xbm", ""])
+def test_lossy_or_resizing_outputs_are_refused_before_writing(tmp_path: Path, ext: str) -> None:
+    with pytest.raises(ValueError, match="use .png, .tif or .webp, which are written losslessly"):
+        image_format(tmp_path / f"x{ext}")
 
 
 def test_mask_polarity_white_is_hole(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from importlib import resources
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -201,27 +201,35 @@ def load_mask(src: ImageSource, size: tuple[int, int], max_hole_fraction: float 
     return hole
 
 
+# Output formats that store every pixel exactly (so a result stays identical to the photo outside the mask), with the
+# options that make them so.
+LOSSLESS_FORMATS: dict[str, dict[str, Any]] = {"PNG": {}, "TIFF": {}, "WEBP": {"lossless": True}}
+
+
 def image_format(path: str | os.PathLike) -> str:
-    """The PIL format name for a file name's extension (e.g. "PNG" for ``out.png``).
+    """The PIL format name for an output file name's extension (e.g. "PNG" for ``out.png``): lossless ones only.
 
     Args:
         path: Output file name.
 
     Raises:
-        ValueError: The extension is missing or PIL cannot write it.
+        ValueError: The extension is missing, unknown, or of a lossy or size-changing format (JPEG, ICO, ...).
     """
     ext = Path(path).suffix.lower()
     fmt = Image.registered_extensions().get(ext)
-    if fmt is None or fmt not in Image.SAVE:
-        raise ValueError(f"cannot write images with extension {ext or '(none)'!r}: {path}; use .png or .jpg")
+    if fmt not in LOSSLESS_FORMATS or fmt not in Image.SAVE:
+        raise ValueError(
+            f"cannot write {ext or 'extensionless'!r} images: {path}; use .png, .tif or .webp, which are written "
+            "losslessly so that every pixel outside the mask stays identical"
+        )
     return fmt
 
 
 def save_image(img: Image.Image, path: str | os.PathLike) -> Path:
     """Write an image atomically (temporary file in the same folder, then rename), with its ICC profile.
 
-    The format follows the extension (PNG recommended: lossless); missing parent folders are created. If writing
-    fails, no file is left at `path` or beside it.
+    The format follows the extension and must be lossless (`image_format`: PNG, TIFF or lossless WebP); missing
+    parent folders are created. If writing fails, no file is left at `path` or beside it.
 
     Args:
         img: The image; `img.info["icc_profile"]`, when present, is embedded.
@@ -232,7 +240,6 @@ def save_image(img: Image.Image, path: str | os.PathLike) -> Path:
     """
     path = Path(path)
     fmt = image_format(path)
-    options = {"quality": 95} if fmt == "JPEG" else {}
     with atomic_path(path) as tmp, open(tmp, "xb") as handle:
-        img.save(handle, format=fmt, icc_profile=img.info.get("icc_profile"), **options)
+        img.save(handle, format=fmt, icc_profile=img.info.get("icc_profile"), **LOSSLESS_FORMATS[fmt])
     return path
