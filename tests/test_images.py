@@ -134,6 +134,20 @@ def test_non_rgb_icc_profile_is_dropped() -> None:
     assert "icc_profile" not in load_image(img).info
 
 
+def test_exif_orientation_applies_to_pil_images_as_to_files(tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, shown rotated: a phone's portrait photo
+    Image.fromarray(_rgb(12, 16)).save(tmp_path / "portrait.jpg", exif=exif, quality=95)
+    Image.fromarray(np.eye(12, 16, dtype=np.uint8) * 255).save(tmp_path / "mask.png", exif=exif)
+    from_file = load_image(tmp_path / "portrait.jpg")
+    with Image.open(tmp_path / "portrait.jpg") as opened:
+        from_pil = load_image(opened)
+    assert from_file.size == from_pil.size == (12, 16)
+    np.testing.assert_array_equal(np.asarray(from_pil), np.asarray(from_file))
+    with Image.open(tmp_path / "mask.png") as opened:
+        np.testing.assert_array_equal(load_mask(opened, (12, 16)), load_mask(tmp_path / "mask.png", (12, 16)))
+
+
 def test_save_image_is_atomic_and_cleans_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     img = Image.fromarray(_rgb())
     out = save_image(img, tmp_path / "sub" / "x.png")

@@ -98,7 +98,7 @@ def _keep_icc(img: Image.Image) -> bytes | None:
 def load_image(src: ImageSource) -> Image.Image:
     """Read a photo as an 8-bit RGB PIL image.
 
-    Files get their EXIF orientation applied. Alpha (RGBA, LA, PA) is dropped, not composited: the colour under
+    Files and PIL images get their EXIF orientation applied. Alpha (RGBA, LA, PA) is dropped, not composited: the colour under
     transparent pixels is kept as stored. Greyscale is replicated to three channels; 16-bit data (16-bit PNGs,
     uint16 arrays) is scaled so 65535 maps to 255. An RGB ICC profile of the input is kept in `info["icc_profile"]`.
 
@@ -116,7 +116,7 @@ def load_image(src: ImageSource) -> Image.Image:
             array = np.repeat(array, 3, axis=2)
         return Image.fromarray(np.ascontiguousarray(array[:, :, :3]))
     if isinstance(src, Image.Image):
-        img = src
+        img = ImageOps.exif_transpose(src)  # as for files: a portrait photo opened with PIL is upright too
     elif isinstance(src, (str, os.PathLike)):
         img = _open(src, "image")
     else:
@@ -179,7 +179,7 @@ def load_mask(src: ImageSource, size: tuple[int, int], max_hole_fraction: float 
     if isinstance(src, np.ndarray):
         values = _array_channels(src, name)
     elif isinstance(src, Image.Image):
-        values = _mask_values(src)
+        values = _mask_values(ImageOps.exif_transpose(src))
     elif isinstance(src, (str, os.PathLike)):
         values = _mask_values(_open(src, "mask"))
     else:
