@@ -126,6 +126,27 @@ def test_folder_mode_pairs_by_stem(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "wrote 2 image(s)" in capsys.readouterr().out
 
 
+def test_folder_mode_writes_every_good_pair_then_names_the_bad_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("a", "b", "c"):
+        _write_pair(tmp_path, name)
+    (tmp_path / "images" / "b.png").write_text("not an image")
+    Image.new("L", (48, 40), 0).save(tmp_path / "masks" / "c.png")  # no hole
+    for name in ("d", "e", "f", "g", "h", "i", "j", "k"):  # a second batch, all good
+        _write_pair(tmp_path, name)
+    out_dir = tmp_path / "results"
+    status = main(
+        ["inpaint", "--image-dir", str(tmp_path / "images"), "--mask-dir", str(tmp_path / "masks"),
+         "--out-dir", str(out_dir), "--model", "telea"]
+    )
+    out, err = capsys.readouterr()
+    (line,) = [line for line in err.splitlines() if "error" in line]  # beside it only the progress bar
+    assert "wrote 9 image(s)" in out and status == 2 and "Traceback" not in err
+    assert line.startswith("error: 2 of 11 pair(s) could not be inpainted: b.png: ") and "; c.png: " in line
+    assert sorted(p.stem for p in out_dir.iterdir()) == ["a", "d", "e", "f", "g", "h", "i", "j", "k"]
+
+
 def test_folder_mode_names_images_without_mask(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _write_pair(tmp_path, "a")
     _, orphan = _write_pair(tmp_path, "lonely")

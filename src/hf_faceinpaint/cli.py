@@ -76,14 +76,35 @@ def _run_inpaint(args: argparse.Namespace) -> None:
         outputs = [Path(args.out_dir) / f"{image.stem}.png" for image, _ in pairs]
     resolved = _resolve(args.model, args.device)
     print(f"method: {resolved.name} ({resolved.source})")
+    failed: list[str] = []  # folder mode: "name: problem" of each pair that could not be inpainted
     with tqdm(total=len(pairs), unit="image", disable=args.out is not None) as progress:
         for start in range(0, len(pairs), FOLDER_BATCH):
             chunk = pairs[start : start + FOLDER_BATCH]
-            results = inpaint([image for image, _ in chunk], [mask for _, mask in chunk], model=resolved.model)
+            try:
+                results = inpaint([image for image, _ in chunk], [mask for _, mask in chunk], model=resolved.model)
+            except (OSError, ValueError):
+                if args.out:
+                    raise
+                results = [_inpaint_or_note(image, mask, resolved, failed) for image, mask in chunk]  # name the bad
             for result, out in zip(results, outputs[start : start + FOLDER_BATCH]):
-                save_image(result, out)
+                if result is not None:
+                    save_image(result, out)
             progress.update(len(chunk))
-    print(f"wrote {outputs[0]}" if args.out else f"wrote {len(outputs)} image(s) to {args.out_dir}")
+    if args.out:
+        print(f"wrote {outputs[0]}")
+        return
+    print(f"wrote {len(pairs) - len(failed)} image(s) to {args.out_dir}")
+    if failed:
+        raise ValueError(f"{len(failed)} of {len(pairs)} pair(s) could not be inpainted: {'; '.join(failed)}")
+
+
+def _inpaint_or_note(image: Path, mask: Path, resolved: ResolvedModel, failed: list[str]) -> Image.Image | None:
+    """One pair of folder mode: the result, or None with "name: problem" appended to `failed`."""
+    try:
+        return inpaint(image, mask, model=resolved.model)
+    except (OSError, ValueError) as err:
+        failed.append(f"{image.name}: {' '.join(str(err).split())}")
+        return None
 
 
 def _run_demo(args: argparse.Namespace) -> None:
