@@ -48,12 +48,9 @@ else
     launch=(--num_processes "$gpus" --mixed_precision bf16)
     if [ "$gpus" -gt 1 ]; then launch+=(--multi_gpu); fi  # not `$(test && echo)`: under `set -e` its status ends the script
     # Batch 256 per GPU at 128²: the fastest of 64/128/256 in bench_train.py on an H200 (1059/1430/1599 img/s, bf16).
-    # Decoding takes about 1 ms per face per worker and a mask 0.44 ms, hence 8 decoding and 3 mask workers. The EMA
-    # decay counts steps: 0.995 has a half-life of 138 steps (35k images at batch 256) and leaves 0.7 % of the
-    # starting weights after a window's ~1000 steps; the CPU recipe's 0.999 left 37 % there (the first window's EMA).
+    # Decoding takes about 1 ms per face per worker and a mask 0.44 ms, hence 8 decoding and 3 mask workers.
     shape=(--batch-size "${BATCH:-256}" --max-steps 1000000 --val-count 200 --log-every 50 --val-every 1000
-           --sample-every 1000 --checkpoint-every 2000 --mask-workers 3 --num-workers 8 --lr-g 0.0004 --lr-d 0.0004
-           --ema-decay 0.995)
+           --sample-every 1000 --checkpoint-every 2000 --mask-workers 3 --num-workers 8 --lr-g 0.0004 --lr-d 0.0004)
 fi
 init=()
 [ -n "$INIT" ] && init+=(--init-from "$INIT")
