@@ -92,6 +92,30 @@ def test_a_diverged_model_is_never_saved(tmp_path: Path, face_folder: Path, vgg_
     assert not list((tmp_path / "run").glob("checkpoints/step-*")) and not (tmp_path / "run" / "final").exists()
 
 
+@pytest.mark.parametrize("damage", ["truncated-rng", "missing-rng", "step-not-a-number", "not-json"])
+def test_an_unreadable_checkpoint_is_refused_before_anything_is_restored(
+    tmp_path: Path, face_folder: Path, vgg_file: Path, damage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train(parse_config(flags(face_folder, vgg_file, tmp_path / "run", max_steps=2)))
+    folder = tmp_path / "run" / "checkpoints" / "step-00000002"
+    rng, state = folder / "random_states_0.pkl", folder / "trainer_state.json"
+    if damage == "truncated-rng":
+        rng.write_bytes(rng.read_bytes()[:-40])
+        needle = "random_states_0.pkl is unreadable"
+    elif damage == "missing-rng":
+        rng.unlink()
+        needle = "random_states_0.pkl is unreadable"
+    elif damage == "step-not-a-number":
+        state.write_text(state.read_text().replace('"step": 2', '"step": "abc"'))
+        needle = "trainer_state.json is not a trainer state this trainer can resume from"
+    else:
+        state.write_text("{")
+        needle = "trainer_state.json is not a trainer state"
+    status = main(flags(face_folder, vgg_file, tmp_path / "run", max_steps=4, resume="latest"))
+    assert status == 2 and needle in capsys.readouterr().err
+    assert not (tmp_path / "run" / "checkpoints" / "step-00000004").exists()
+
+
 def test_bad_images_are_skipped_and_counted(tmp_path: Path, face_folder: Path, vgg_file: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()

@@ -9,15 +9,16 @@ import json
 import os
 import re
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import broadcast_object_list
+from accelerate.utils import RNG_STATE_NAME, broadcast_object_list
 from torch import nn
 
-from ..io import atomic_path, read_safetensors, save_safetensors_atomic
+from ..io import CheckpointError, atomic_path, read_safetensors, save_safetensors_atomic
 from ..models.hub import load_state_dict_strict
 
 _STEP_DIR = re.compile(r"^step-(\d+)$")
@@ -76,10 +77,46 @@ def save_checkpoint(
 
 
 def load_checkpoint(accelerator: Accelerator, folder: Path, ema: nn.Module) -> dict[str, Any]:
-    """Restore models, optimizers and RNG (Accelerate) and the EMA weights; returns the trainer state."""
+    """Restore models, optimizers and RNG (Accelerate) and the EMA weights; returns the trainer state.
+
+    Raises:
+        CheckpointError: The trainer state or a process's RNG state is unreadable (checked before anything is
+            restored: Accelerate would skip an unreadable RNG state silently, and the run would not continue exactly).
+    """
+    state = read_trainer_state(folder)
+    for rank in range(accelerator.num_processes):
+        check_rng_file(folder / f"{RNG_STATE_NAME}_{rank}.pkl")
     accelerator.load_state(str(folder))
     load_state_dict_strict(ema, read_safetensors(folder / EMA_FILE), str(folder / EMA_FILE))
-    return json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+    return state
+
+
+def read_trainer_state(folder: Path) -> dict[str, Any]:
+    """The trainer's counters of a checkpoint, checked: step, every process's [epoch, batches done], bad images."""
+    path = folder / STATE_FILE
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+        counters = [state["step"], state["bad_images"], *(n for pair in state["positions"] for n in pair)]
+        if not all(type(n) is int and n >= 0 for n in counters) or any(len(p) != 2 for p in state["positions"]):
+            raise ValueError("counters must be non-negative integers, positions [epoch, batches] pairs")
+    except (OSError, ValueError, TypeError, KeyError) as err:  # JSONDecodeError is a ValueError
+        raise CheckpointError(f"{path} is not a trainer state this trainer can resume from: {err}") from err
+    return state
+
+
+def check_rng_file(path: Path) -> None:
+    """Check that a process's saved RNG state (a torch.save zip archive) is complete, without unpickling it."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()  # the first member whose CRC does not match
+        damaged = f"damaged member {bad}" if bad else None
+    except (OSError, zipfile.BadZipFile) as err:
+        damaged = str(err)
+    if damaged:
+        raise CheckpointError(
+            f"{path} is unreadable ({damaged}), so its random state cannot be restored and the run would not continue "
+            "exactly; resume from an earlier checkpoint (--resume PATH)"
+        )
 
 
 def ema_model(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
