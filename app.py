@@ -11,7 +11,9 @@ Endpoints: `/inpaint` (image file, mask file with white = hole, method name) -> 
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -137,11 +139,14 @@ def build_app(out_root: Path | None = None, policy: editor.MethodPolicy = editor
     """Build the demo; the default method is loaded here, once (`load_model` keeps it for all requests).
 
     Args:
-        out_root: Folder for the per-request output folders (default: a new temporary folder).
+        out_root: Folder for the per-request output folders (default: a new temporary folder, removed at exit).
         policy: The methods requests may run (default: the installation's own; see `--allow-model`).
     """
     editor.load_method(editor.default_method())
-    out_root = out_root or Path(tempfile.mkdtemp(prefix="hf-faceinpaint-app-"))
+    if out_root is None:
+        out_root = Path(tempfile.mkdtemp(prefix="hf-faceinpaint-app-"))
+        atexit.register(shutil.rmtree, out_root, ignore_errors=True)  # the results go when the server stops
+        print(f"results are written under {out_root} (removed at exit)")
     inpaint_sketch, inpaint_files = make_handlers(out_root, policy)
     method_choices = editor.method_choices(policy)
     compare_choices = [("No comparison", "")] + [choice for choice in method_choices if choice[1] != editor.CUSTOM]

@@ -8,10 +8,12 @@ half-written. Weights are read only from safetensors or with `torch.load(weights
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import pickle
 import secrets
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 TEMP_MARK = ".tmp-"  # in the name of every temporary file or folder the package writes
+STALE_TEMP_S = 3600.0  # a temporary file of ours this old was left by a killed process: removed by the next write
 
 
 class CheckpointError(RuntimeError):
@@ -38,6 +41,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path)
     tmp = path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
     try:
         yield tmp
@@ -49,6 +53,20 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.unlink(missing_ok=True)
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Remove the temporary siblings of `path` that `atomic_path` made over `STALE_TEMP_S` ago (left by a process
+    killed mid-write); another process's write in progress is younger, and other files never match."""
+    now = time.time()
+    for old in path.parent.glob(f".{glob.escape(path.name)}{TEMP_MARK}*"):
+        with contextlib.suppress(OSError):  # gone already, or not ours to remove
+            if now - old.lstat().st_mtime <= STALE_TEMP_S:
+                continue
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old)
+            else:
+                old.unlink()
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

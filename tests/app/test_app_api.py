@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -29,6 +32,22 @@ def test_import_builds_nothing_and_cli_defaults(app_module: ModuleType, monkeypa
     assert (args.allow_model, args.allow_any_model) == ([], False)
     args = app_module.parse_args(["--allow-model", "runs/a/final", "--allow-model", "org/b", "--allow-any-model"])
     assert (args.allow_model, args.allow_any_model) == (["runs/a/final", "org/b"], True)
+
+
+@pytest.mark.slow
+def test_the_default_results_folder_is_removed_at_exit(app_module: ModuleType, tmp_path: Path) -> None:
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('app', {str(app_module.__file__)!r})\n"
+        "app = importlib.util.module_from_spec(spec); spec.loader.exec_module(app)\n"
+        "app.build_app()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    (line,) = [line for line in done.stdout.splitlines() if line.startswith("results are written under ")]
+    folder = Path(line.removeprefix("results are written under ").removesuffix(" (removed at exit)"))
+    assert folder.parent == tmp_path and not folder.exists()
 
 
 def test_the_api_refuses_methods_the_operator_did_not_allow(
