@@ -4,6 +4,7 @@ are in test_common.py)."""
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from hf_faceinpaint import CheckpointError, MSLConfig, MSLInpainter
-from hf_faceinpaint.models.registry import load_model
+from hf_faceinpaint.models.registry import load_model, load_pretrained
 
 
 def tiny() -> MSLInpainter:
@@ -72,8 +73,48 @@ def test_unknown_config_field(tmp_path: Path) -> None:
     config = json.loads((tmp_path / "config.json").read_text())
     config["not_a_field"] = 1
     (tmp_path / "config.json").write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match="does not fit MSLInpainter"):
+    with pytest.raises(CheckpointError, match="not a valid MSLInpainter config: unknown MSLConfig fields: not_a_field"):
         MSLInpainter.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "needle"),
+    [
+        ("resolution", None, "resolution must be an integer, got null"),
+        ("resolution", 2**20, "resolution = 1048576 is outside 0..65536"),
+        ("resolution", 4096, "resolution 4096 is outside 16..2048"),
+        ("widths", [16, 32, 64, 200000], r"widths\[3\] = 200000 is outside"),
+        ("widths", [16, 32, 64, 60000], "parameters; at most 1,000,000,000 are loaded"),
+        ("widths", "deep", 'widths must be a list of at most 16 numbers, got "deep"'),
+        ("use_semantic_learning", 1, "use_semantic_learning must be true or false"),
+        ("attention_softmax_scale", float("inf"), "attention_softmax_scale = inf is not a finite number"),
+    ],
+)
+def test_a_crafted_config_is_refused_before_anything_is_allocated(
+    tmp_path: Path, field: str, value: object, needle: str
+) -> None:
+    tiny().save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, field: value}))
+    with pytest.raises(CheckpointError, match=needle):
+        load_pretrained(tmp_path)
+
+
+def test_activation_memory_is_bounded(tmp_path: Path) -> None:
+    config = {**asdict(tiny().config), "resolution": 2048, "widths": [512, 512, 512, 512]}  # few parameters, huge maps
+    with pytest.raises(ValueError, match="GiB of activations per image; at most 16 GiB are allowed"):
+        MSLInpainter.checked_config(config)
+    assert MSLInpainter.checked_config(asdict(tiny().config)) == tiny().config
+
+
+@pytest.mark.parametrize(("text", "needle"), [("null", "must hold a JSON object"), ("[" * 100_000, "not valid JSON"),
+                                              ("{", "not valid JSON")])
+def test_a_config_that_is_not_a_json_object_is_one_clear_error(tmp_path: Path, text: str, needle: str) -> None:
+    tiny().save_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text(text)
+    for load in (load_pretrained, MSLInpainter.from_pretrained):
+        with pytest.raises(CheckpointError, match=needle):
+            load(tmp_path)
 
 
 def test_missing_paths(tmp_path: Path) -> None:

@@ -13,9 +13,11 @@ Subclassing registers the family in the registry by class name.
 from __future__ import annotations
 
 import json
+import math
+import types
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
 
 import torch
 from torch import nn
@@ -23,6 +25,80 @@ from torch import nn
 from ..io import save_safetensors_atomic, write_text_atomic
 from .hub import CONFIG_NAME, REPO_URL, WEIGHTS_NAME, HubModelMixin, model_card_template
 from .registry import CLASS_KEY, preset_config, register_model_class
+
+
+# Bounds on what a config.json may ask for, checked before a model is built (a crafted config must not make a
+# server allocate gigabytes): every integer field, tuple length and float, the resolution, the parameter count and
+# the activation memory of one image's forward pass. The largest preset, twostage-256, has 302M parameters and
+# about 3 GiB of activations.
+MAX_INT = 1 << 16
+MAX_TUPLE = 16
+MAX_FLOAT = 1e6
+MAX_RESOLUTION = 2048
+MAX_PARAMETERS = 1_000_000_000
+MAX_ACTIVATION_BYTES = 16 * 2**30
+
+
+def _checked_field(name: str, value: Any, hint: Any) -> Any:
+    """`value` as the config field `name` of type `hint` takes it, or TypeError / ValueError naming the field."""
+    if get_origin(hint) in (Union, types.UnionType):  # Optional[X], X | None
+        if value is None and type(None) in get_args(hint):
+            return None
+        (hint,) = [arg for arg in get_args(hint) if arg is not type(None)]
+    if get_origin(hint) is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) > MAX_TUPLE:
+            raise TypeError(f"{name} must be a list of at most {MAX_TUPLE} numbers, got {_shown(value)}")
+        return tuple(_checked_field(f"{name}[{i}]", item, get_args(hint)[0]) for i, item in enumerate(value))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be true or false, got {_shown(value)}")
+        return value
+    if hint is int:
+        if type(value) is not int:
+            raise TypeError(f"{name} must be an integer, got {_shown(value)}")
+        if not 0 <= value <= MAX_INT:
+            raise ValueError(f"{name} = {value} is outside 0..{MAX_INT}")
+        return value
+    if hint is float:
+        if type(value) not in (int, float):
+            raise TypeError(f"{name} must be a number, got {_shown(value)}")
+        if not math.isfinite(value) or abs(value) > MAX_FLOAT:
+            raise ValueError(f"{name} = {value} is not a finite number within ±{MAX_FLOAT:g}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str) or len(value) > 256:
+            raise TypeError(f"{name} must be a short string, got {_shown(value)}")
+        return value
+    raise TypeError(f"{name}: config fields of type {hint} are not supported")
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, (int, float, str, bool, type(None))) else type(value).__name__
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _activation_bytes(probe: nn.Module, resolution: int) -> int | None:
+    """Bytes of every module output of one (1, 3, R, R) float32 forward pass of a meta-device model (an upper
+    bound of inference memory), or None when an operation has no meta implementation (then only the parameter
+    bound applies)."""
+    total = 0
+
+    def count(module: nn.Module, inputs: Any, output: Any) -> None:
+        nonlocal total
+        if isinstance(output, torch.Tensor):
+            total += output.numel() * 4
+
+    hooks = [module.register_forward_hook(count) for module in probe.modules() if module is not probe]
+    try:
+        with torch.no_grad():
+            probe(torch.zeros(1, 3, resolution, resolution, device="meta"),
+                  torch.zeros(1, 1, resolution, resolution, device="meta"))
+    except (NotImplementedError, RuntimeError):
+        return None
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return total
 
 
 class Inpainter(nn.Module, HubModelMixin):
@@ -55,12 +131,46 @@ class Inpainter(nn.Module, HubModelMixin):
 
     @classmethod
     def config_from_dict(cls, values: dict[str, Any]) -> Any:
-        """The config dataclass from its `config.json` form (the class-name key dropped; unknown keys refused)."""
+        """The config dataclass from its `config.json` form: the class-name key dropped, unknown keys refused, and
+        every value checked against its field's type and bounds (`_checked_field`) before anything is built.
+
+        Raises:
+            TypeError: Not a mapping, an unknown field, or a value of the wrong type.
+            ValueError: A value out of bounds.
+        """
+        if not isinstance(values, dict):
+            raise TypeError(f"a config must be a JSON object, not {type(values).__name__}")
         values = {key: value for key, value in values.items() if key != CLASS_KEY}
         unknown = sorted(set(values) - {f.name for f in fields(cls.config_class)})
         if unknown:
             raise TypeError(f"unknown {cls.config_class.__name__} fields: {', '.join(unknown)}")
-        return cls.config_class(**values)
+        hints = get_type_hints(cls.config_class)
+        return cls.config_class(**{name: _checked_field(name, value, hints[name]) for name, value in values.items()})
+
+    @classmethod
+    def checked_config(cls, values: dict[str, Any]) -> Any:
+        """`config_from_dict`, then the model's size: parameters and activation memory per image are counted on
+        PyTorch's meta device (nothing allocated) and refused over `MAX_PARAMETERS` / `MAX_ACTIVATION_BYTES`. What
+        `from_pretrained` runs on a `config.json` before it builds the model.
+
+        Raises:
+            TypeError, ValueError: As `config_from_dict`, or a model too large to build.
+        """
+        config = cls.config_from_dict(values)
+        if not 16 <= config.resolution <= MAX_RESOLUTION:
+            raise ValueError(f"resolution {config.resolution} is outside 16..{MAX_RESOLUTION}")
+        with torch.device("meta"):
+            probe = cls(config)
+        parameters = sum(p.numel() for p in probe.parameters())
+        if parameters > MAX_PARAMETERS:
+            raise ValueError(f"the model would have {parameters:,} parameters; at most {MAX_PARAMETERS:,} are loaded")
+        activations = _activation_bytes(probe, config.resolution)
+        if activations is not None and activations > MAX_ACTIVATION_BYTES:
+            raise ValueError(
+                f"the model would need about {activations / 2**30:.1f} GiB of activations per image; "
+                f"at most {MAX_ACTIVATION_BYTES / 2**30:.0f} GiB are allowed"
+            )
+        return config
 
     @classmethod
     def from_preset(cls, name: str) -> "Inpainter":

@@ -53,6 +53,17 @@ def load_state_dict_strict(model: torch.nn.Module, state_dict: dict[str, torch.T
     model.load_state_dict({key: value.to(own[key].dtype) for key, value in state_dict.items()}, strict=True)
 
 
+def read_config(path: Path) -> dict[str, Any]:
+    """A `config.json` as a dict, or `CheckpointError` (not JSON, nested too deeply to parse, not an object)."""
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise CheckpointError(f"{path} is not valid JSON: {type(err).__name__}") from err
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path} must hold a JSON object, not {type(config).__name__}")
+    return config
+
+
 class HubModelMixin(PyTorchModelHubMixin):
     """`PyTorchModelHubMixin` with strict loading, clear errors when offline, and an informative model card.
 
@@ -61,6 +72,11 @@ class HubModelMixin(PyTorchModelHubMixin):
     """
 
     config: Any
+
+    @classmethod
+    def checked_config(cls, values: Any) -> Any:
+        """The config to build the model with from `config.json`'s values; subclasses check them here."""
+        return values
 
     @classmethod
     def from_pretrained(cls: type[T], pretrained_model_name_or_path: str | Path, **kwargs: Any) -> T:
@@ -76,6 +92,8 @@ class HubModelMixin(PyTorchModelHubMixin):
                 raise FileNotFoundError(f"no model directory at {name!r} (and it is not a Hub repo id like 'org/name')")
         elif not os.path.isfile(os.path.join(name, CONFIG_NAME)):
             raise CheckpointError(f"{name} has no {CONFIG_NAME}; it was not written by save_pretrained")
+        else:
+            read_config(Path(name) / CONFIG_NAME)  # broken JSON fails here, clearly, before the Hub mixin reads it
         try:
             return super().from_pretrained(name, **kwargs)
         except (LocalEntryNotFoundError, OfflineModeIsEnabled, ConnectionError) as err:
@@ -85,6 +103,8 @@ class HubModelMixin(PyTorchModelHubMixin):
             ) from err
         except TypeError as err:  # config.json whose fields do not fit the config dataclass
             raise CheckpointError(f"config of {name!r} does not fit {cls.__name__}: {err}") from err
+        except RecursionError as err:  # a downloaded config.json nested too deeply to parse
+            raise CheckpointError(f"{CONFIG_NAME} of {name!r} is not valid JSON: {type(err).__name__}") from err
 
     @classmethod
     def _from_pretrained(
@@ -102,6 +122,10 @@ class HubModelMixin(PyTorchModelHubMixin):
     ) -> T:
         if not strict:
             raise ValueError("hf-faceinpaint models always load strictly")
+        try:  # every config value checked, and the model's size bounded, before anything is built
+            model_kwargs["config"] = cls.checked_config(model_kwargs.get("config"))
+        except (TypeError, ValueError) as err:
+            raise CheckpointError(f"{CONFIG_NAME} of {model_id!r} is not a valid {cls.__name__} config: {err}") from err
         model = cls(**model_kwargs)
         if os.path.isdir(model_id):
             weights = os.path.join(model_id, WEIGHTS_NAME)

@@ -12,7 +12,6 @@ loaded checkpoints in a small cache keyed by spec, device and dtype, shared safe
 from __future__ import annotations
 
 import copy
-import json
 import os
 import threading
 import warnings
@@ -26,7 +25,7 @@ import torch
 from torch import nn
 
 from .classic import CLASSIC_LABELS, CLASSIC_METHODS, ClassicInpainter
-from .hub import _REPO_ID, CONFIG_NAME
+from .hub import _REPO_ID, CONFIG_NAME, read_config
 
 Inpainter = Union[nn.Module, ClassicInpainter]
 
@@ -117,7 +116,8 @@ def load_pretrained(path_or_repo: str | os.PathLike) -> nn.Module:
         # No config to choose a class by: from_pretrained raises the same clear error for every class
         # (a file instead of a folder, no config.json, not a repo id, offline).
         return default.from_pretrained(name)
-    return model_class_for(json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))).from_pretrained(name)
+    return model_class_for(read_config(folder / CONFIG_NAME)).from_pretrained(name)
+
 
 
 def _hub_config_folder(repo_id: str) -> Path | None:
