@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from hf_faceinpaint import MSLInpainter
 from hf_faceinpaint.cli import main
@@ -110,6 +110,26 @@ def test_unwritable_or_lossy_output_fails_before_work(
     status = main(["inpaint", "--image", str(image), "--mask", str(mask), "--out", str(tmp_path / name)])
     _assert_one_error_line(capsys, status, "use .png, .tif or .webp")
     assert "method:" not in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_a_12000_px_photo_with_a_small_hole_stays_under_1_5_gb(tmp_path: Path) -> None:
+    photo, mask = Image.new("RGB", (12000, 12000), (180, 140, 120)), Image.new("L", (12000, 12000), 0)
+    ImageDraw.Draw(photo).ellipse((3000, 3000, 9000, 9000), fill=(200, 160, 140))
+    ImageDraw.Draw(mask).rectangle((5800, 5800, 6200, 6100), fill=255)
+    photo.save(tmp_path / "big.png")
+    mask.save(tmp_path / "mask.png")
+    del photo, mask
+    command = [sys.executable, "-m", "hf_faceinpaint", "inpaint", "--image", str(tmp_path / "big.png"),
+               "--mask", str(tmp_path / "mask.png"), "--out", str(tmp_path / "out.png"), "--model", "msl-face"]
+    script = ("import resource, subprocess, sys; done = subprocess.run(sys.argv[1:]); "
+              "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(done.returncode)")
+    done = subprocess.run([sys.executable, "-c", script, *command], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    peak_gib = int(done.stdout.splitlines()[-1]) / 2**20  # ru_maxrss is in KiB on Linux
+    assert peak_gib < 1.5, f"peak {peak_gib:.2f} GiB"
+    assert (tmp_path / "out.png").stat().st_size > 0
 
 
 def test_folder_mode_pairs_by_stem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

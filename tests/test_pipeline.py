@@ -12,7 +12,15 @@ from PIL import Image, ImageCms
 
 from hf_faceinpaint import ClassicInpainter, MSLInpainter
 from hf_faceinpaint.models.registry import load_model
-from hf_faceinpaint.pipeline import crop_box, extract_crop, inpaint, resize_mask, uncrop
+from hf_faceinpaint.pipeline import (
+    crop_box,
+    extract_crop,
+    fill_hole,
+    hole_window,
+    inpaint,
+    inpaint_arrays,
+    resize_mask,
+)
 
 
 @pytest.fixture(scope="module")
@@ -81,14 +89,31 @@ def test_crop_box_sticks_out_only_along_a_short_axis() -> None:
     assert crop_box(mask, min_side=0) == (-475, 0, 1000)
 
 
-def test_extract_crop_reflects_and_uncrop_inverts() -> None:
+def test_extract_crop_reflects_and_fill_hole_puts_it_back() -> None:
     photo = _photo(20, 8)
     box = (-3, 5, 12)
     crop = extract_crop(photo, box)
     assert crop.shape == (12, 12, 3)
     np.testing.assert_array_equal(crop[:, 3:11], photo[5:17])
     np.testing.assert_array_equal(crop[:, 2], photo[5:17, 1])  # reflected column
-    np.testing.assert_array_equal(uncrop(photo, crop, box), photo)
+    hole = np.zeros((20, 8), bool)
+    hole[6:9, 2:4] = True
+    out = fill_hole(photo, 255 - crop, hole, left=-3, top=5)
+    np.testing.assert_array_equal(out[hole], 255 - photo[hole])
+    np.testing.assert_array_equal(out[~hole], photo[~hole])
+    assert hole_window(hole) == (6, 2, 9, 4) and hole_window(hole, 3) == (3, 0, 12, 7)
+    hole[0, 0] = True  # above the patch
+    with pytest.raises(ValueError, match="outside the filled patch"):
+        fill_hole(photo, crop, hole, left=-3, top=5)
+
+
+def test_classic_methods_fill_a_window_with_the_whole_frames_result() -> None:
+    photo, hole = _photo(90, 120), np.zeros((90, 120), bool)
+    hole[30:50, 40:47] = hole[60:62, 70:100] = True
+    for method in ("telea", "ns"):
+        model = ClassicInpainter(method)
+        whole = model(photo, hole)
+        np.testing.assert_array_equal(inpaint_arrays(model, [photo], [hole])[0], np.where(hole[..., None], whole, photo))
 
 
 @pytest.mark.parametrize(("source", "side"), [(300, 128), (60, 128), (128, 128)])

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .images import ImageSource, load_image, load_mask
+from .images import ImageSource, image_array, load_image, load_mask
 from .io import frames_to_tensor, tensor_to_frames
 from .models.classic import ClassicInpainter
 from .models.registry import Inpainter, load_model
@@ -52,11 +52,8 @@ def crop_box(mask: np.ndarray, min_side: int) -> tuple[int, int, int]:
     Returns:
         (left, top, side) in image pixels; left / top are negative when the square sticks out.
     """
-    rows, cols = np.nonzero(mask)
-    if rows.size == 0:
-        raise ValueError("the mask has no hole pixels")
     height, width = mask.shape
-    y0, y1, x0, x1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    y0, x0, y1, x1 = hole_window(mask)
     hole_side = max(y1 - y0, x1 - x0)
     side = min(max(math.ceil(CONTEXT_FACTOR * hole_side), min_side, 1), max(height, width))
 
@@ -65,6 +62,20 @@ def crop_box(mask: np.ndarray, min_side: int) -> tuple[int, int, int]:
         return int(min(max(centred, min(0, length - side)), max(0, length - side)))
 
     return start(x0, x1, width), start(y0, y1, height), side
+
+
+def hole_window(mask: np.ndarray, margin: int = 0) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right) of the hole's bounding box grown by `margin` pixels, within the image.
+
+    Raises:
+        ValueError: The mask has no hole pixel.
+    """
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))  # no per-pixel index arrays
+    if rows.size == 0:
+        raise ValueError("the mask has no hole pixels")
+    height, width = mask.shape
+    return (max(int(rows[0]) - margin, 0), max(int(cols[0]) - margin, 0),
+            min(int(rows[-1]) + 1 + margin, height), min(int(cols[-1]) + 1 + margin, width))
 
 
 def extract_crop(array: np.ndarray, box: tuple[int, int, int]) -> np.ndarray:
@@ -123,38 +134,31 @@ def resize_mask(mask: np.ndarray, side: int) -> np.ndarray:
     return cv2.dilate((area > 0).astype(np.uint8), kernel).astype(bool)
 
 
-def paste_hole(original: np.ndarray, filled: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Take `filled` inside the hole and `original` everywhere else, so untouched pixels stay bit-identical.
+def fill_hole(original: np.ndarray, patch: np.ndarray, mask: np.ndarray, left: int, top: int,
+              in_place: bool = False) -> np.ndarray:
+    """`original` (a copy, or itself with `in_place`) whose hole pixels come from `patch`, placed with its top-left
+    corner at (left, top) (parts outside the frame are padding, dropped); every pixel outside the hole stays
+    bit-identical.
 
     Args:
-        original: (H, W, 3) uint8 input.
-        filled: (H, W, 3) uint8 inpainted frame.
+        original: (H, W, 3) uint8 frame.
+        patch: (h, w, 3) uint8 filled region; the whole hole must lie under it.
         mask: (H, W) bool, True = hole.
+        left, top: Position of the patch in the frame (negative where it sticks out).
+        in_place: Write into `original` (writable) instead of a copy: no full-size copy at all.
 
     Returns:
         (H, W, 3) uint8.
     """
-    return np.where(mask[:, :, None], filled, original)
-
-
-def uncrop(original: np.ndarray, crop: np.ndarray, box: tuple[int, int, int]) -> np.ndarray:
-    """Put a processed crop back into its frame; the parts of `box` outside the frame (padding) are dropped.
-
-    Args:
-        original: (H, W, 3) frame.
-        crop: (side, side, 3) crop for `box`.
-        box: (left, top, side) from `crop_box`.
-
-    Returns:
-        A copy of `original`, (H, W, 3), with the box's pixels replaced.
-    """
-    left, top, side = box
     height, width = original.shape[:2]
-    frame = original.copy()
-    frame[max(top, 0) : min(top + side, height), max(left, 0) : min(left + side, width)] = crop[
-        max(-top, 0) : side - max(top + side - height, 0), max(-left, 0) : side - max(left + side - width, 0)
-    ]
-    return frame
+    y0, y1 = max(top, 0), min(top + patch.shape[0], height)
+    x0, x1 = max(left, 0), min(left + patch.shape[1], width)
+    under = mask[y0:y1, x0:x1]
+    if np.count_nonzero(under) != np.count_nonzero(mask):
+        raise ValueError("the hole reaches outside the filled patch")
+    out = original if in_place else original.copy()
+    np.copyto(out[y0:y1, x0:x1], patch[y0 - top : y1 - top, x0 - left : x1 - left], where=under[:, :, None])
+    return out
 
 
 def working_size(side: int, model: nn.Module) -> int:
@@ -226,7 +230,7 @@ def predict(model: nn.Module, frames: np.ndarray, holes: np.ndarray, guides: np.
 
 
 def inpaint_arrays(model: Inpainter, images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
-                   batch_size: int = 8) -> list[np.ndarray]:
+                   batch_size: int = 8, in_place: bool = False) -> list[np.ndarray]:
     """Fill the holes of (H, W, 3) uint8 images: the array form of `inpaint`, and what `evaluate` scores.
 
     Args:
@@ -234,12 +238,19 @@ def inpaint_arrays(model: Inpainter, images: Sequence[np.ndarray], masks: Sequen
         images: (H, W, 3) uint8 each.
         masks: (H, W) bool each, True = hole; each must contain a hole pixel.
         batch_size: Crops per forward pass (crops of the same working size and mode are batched).
+        in_place: Fill the (writable) images themselves instead of copies (`inpaint` does, for large photos).
 
     Returns:
         (H, W, 3) uint8 each, equal to the input outside the mask.
     """
     if isinstance(model, ClassicInpainter):
-        return [paste_hole(image, model(image, mask), mask) for image, mask in zip(images, masks)]
+        filled = []
+        for image, mask in zip(images, masks):
+            # cv2.inpaint reads `radius` pixels around the hole: on this window it gives the whole frame's result
+            top, left, bottom, right = hole_window(mask, 2 * model.radius + 2)
+            patch = model(np.ascontiguousarray(image[top:bottom, left:right]), mask[top:bottom, left:right])
+            filled.append(fill_hole(image, patch, mask, left, top, in_place))
+        return filled
     plans = [working_frame(mask, model) for mask in masks]
     results: list[np.ndarray | None] = [None] * len(images)
     for work, coarse in sorted({plan[1:] for plan in plans}):
@@ -255,9 +266,8 @@ def inpaint_arrays(model: Inpainter, images: Sequence[np.ndarray], masks: Sequen
                 small = predict(model, np.stack([resize_image(c, side) for c in crops]),
                                 np.stack([resize_mask(h, side) for h in holes]))
                 guides = np.stack([resize_image(out, work) for out in small])  # (B, S, S, 3)
-            for out, i, box in zip(predict(model, crops, holes, guides), chunk, boxes):
-                crop = resize_image(out, box[2])  # (side, side, 3)
-                results[i] = paste_hole(images[i], uncrop(images[i], crop, box), masks[i])
+            for out, i, (left, top, side) in zip(predict(model, crops, holes, guides), chunk, boxes):
+                results[i] = fill_hole(images[i], resize_image(out, side), masks[i], left, top, in_place)
     return results
 
 
@@ -292,13 +302,21 @@ def inpaint(
     if isinstance(mask, (list, tuple)) == single or len(mask_sources) != len(sources):
         raise ValueError("pass one image and one mask, or two lists of the same length")
     inpainter = load_model(model, device=device, dtype=dtype)
-    pictures = [load_image(src) for src in sources]
-    masks = [load_mask(src, picture.size) for src, picture in zip(mask_sources, pictures)]
-    filled = inpaint_arrays(inpainter, [np.asarray(picture) for picture in pictures], masks, batch_size)
+    # Photos are held once, as arrays (the PIL copies are dropped as soon as they are converted), and each result
+    # becomes an image as its array is released: a 12000² photo then peaks at about three copies, not seven.
+    frames, profiles, masks = [], [], []
+    for src, mask_src in zip(sources, mask_sources):
+        picture = load_image(src)
+        profiles.append(picture.info.get("icc_profile"))
+        frames.append(image_array(picture))  # (H, W, 3) uint8, ours: filled in place
+        del picture
+        masks.append(load_mask(mask_src, (frames[-1].shape[1], frames[-1].shape[0])))
+    filled = inpaint_arrays(inpainter, frames, masks, batch_size, in_place=True)
+    del frames, masks
     results = []
-    for array, picture in zip(filled, pictures):
-        result = Image.fromarray(array)
-        if picture.info.get("icc_profile"):
-            result.info["icc_profile"] = picture.info["icc_profile"]
+    while filled:
+        result = Image.fromarray(filled.pop(0))
+        if profiles[len(results)]:
+            result.info["icc_profile"] = profiles[len(results)]
         results.append(result)
     return results[0] if single else results
