@@ -88,6 +88,7 @@ def client(app_url: str):  # noqa: ANN201 (gradio_client.Client)
     return Client(app_url, verbose=False)
 
 
+@pytest.mark.slow
 def test_api_inpaints_the_example_keeping_unmasked_pixels(client) -> None:  # noqa: ANN001
     from gradio_client import handle_file
 
@@ -111,6 +112,7 @@ def test_api_inpaints_the_example_keeping_unmasked_pixels(client) -> None:  # no
     ("mask", "message"),
     [("empty", "The mask is empty"), ("full", "covers 100% of the photo"), ("text", "could not be read as an image")],
 )
+@pytest.mark.slow
 def test_api_errors_reach_the_client(client, tmp_path: Path, mask: str, message: str) -> None:  # noqa: ANN001
     from gradio_client import handle_file
 

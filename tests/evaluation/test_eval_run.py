@@ -33,6 +33,7 @@ def tiny_checkpoint(tmp_path: Path) -> Path:
     return tmp_path / "tiny"
 
 
+@pytest.mark.slow
 def test_cli_end_to_end(
     tmp_path: Path,
     image_folder: Path,

@@ -92,6 +92,7 @@ def test_a_diverged_model_is_never_saved(tmp_path: Path, face_folder: Path, vgg_
     assert not list((tmp_path / "run").glob("checkpoints/step-*")) and not (tmp_path / "run" / "final").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncated-rng", "missing-rng", "step-not-a-number", "not-json"])
 def test_an_unreadable_checkpoint_is_refused_before_anything_is_restored(
     tmp_path: Path, face_folder: Path, vgg_file: Path, damage: str, capsys: pytest.CaptureFixture[str]

@@ -45,6 +45,7 @@ def records(output_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_stage1_then_stage2(tmp_path: Path, face_folder: Path, vgg_file: Path, weights: dict[str, Path]) -> None:
     stage1 = tmp_path / "stage1"
     argv = flags(face_folder, vgg_file, stage1, config=STAGE_CONFIG[1], stylegan_weights=weights["stylegan"],
@@ -73,6 +74,7 @@ def test_stage1_then_stage2(tmp_path: Path, face_folder: Path, vgg_file: Path, w
     assert TwoStageInpainter.from_pretrained(stage2 / "final").config == model.config
 
 
+@pytest.mark.slow
 def test_variant1_and_stage1_without_pretrained_weights(
     tmp_path: Path, face_folder: Path, vgg_file: Path, weights: dict[str, Path], capsys: pytest.CaptureFixture
 ) -> None:
