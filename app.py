@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -81,6 +83,18 @@ def toggle_checkpoint(method: str) -> dict[str, Any]:
     return gr.update(visible=method == editor.CUSTOM)
 
 
+def sweep_empty_uploads(folder: Path, max_age_s: float = editor.REQUEST_DIR_MAX_AGE_S) -> None:
+    """Remove the empty files that Gradio's streamed uploads leave in its upload folder, two per request
+    (`NamedTemporaryFile(delete=False)` in gradio/route_utils.py), once they are older than `max_age_s`; an upload
+    in progress is younger, and files with content are never touched."""
+    cutoff = time.time() - max_age_s
+    for path in folder.glob("tmp*"):
+        with contextlib.suppress(OSError):  # removed meanwhile, or not ours to remove
+            stat = path.lstat()
+            if stat.st_size == 0 and stat.st_mtime < cutoff and path.is_file() and not path.is_symlink():
+                path.unlink()
+
+
 def make_handlers(
     out_root: Path, policy: editor.MethodPolicy = editor.OWN_METHODS
 ) -> tuple[Callable[..., Any], Callable[..., Any]]:
@@ -95,6 +109,7 @@ def make_handlers(
         progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's way to ask for a progress tracker)
     ) -> tuple[Any, ...]:
         """Inpaint the painted strokes; returns the slider, download, masked input, comparison and summary."""
+        sweep_empty_uploads(Path(gr.utils.get_upload_folder()))
         try:
             job = editor.job_from_sketch(photo, painted)
             specs = editor.resolve_methods(method, checkpoint, compare, policy)
@@ -114,6 +129,7 @@ def make_handlers(
 
     def inpaint_files(image: str | None, mask: str | None, method: str) -> str:
         """API: inpaint an image file with a mask file (white = hole) using a method name; returns the PNG."""
+        sweep_empty_uploads(Path(gr.utils.get_upload_folder()))
         try:
             job = editor.job_from_files(image, mask)
             _notify(job.notices)

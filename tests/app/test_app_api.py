@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -32,6 +33,23 @@ def test_import_builds_nothing_and_cli_defaults(app_module: ModuleType, monkeypa
     assert (args.allow_model, args.allow_any_model) == ([], False)
     args = app_module.parse_args(["--allow-model", "runs/a/final", "--allow-model", "org/b", "--allow-any-model"])
     assert (args.allow_model, args.allow_any_model) == (["runs/a/final", "org/b"], True)
+
+
+def test_requests_sweep_the_empty_files_gradio_uploads_leave(
+    app_module: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uploads = tmp_path / "gradio"
+    uploads.mkdir()
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(uploads))
+    old = time.time() - 2 * 3600
+    for name, content, stale in [("tmpold", b"", True), ("tmpnew", b"", False), ("tmpdata", b"x", True),
+                                 ("notes", b"", True)]:
+        (uploads / name).write_bytes(content)
+        if stale:
+            os.utime(uploads / name, (old, old))
+    _, inpaint_files = app_module.make_handlers(tmp_path / "out")
+    inpaint_files(str(example_image_path()), str(example_mask_path()), "telea")
+    assert sorted(p.name for p in uploads.iterdir()) == ["notes", "tmpdata", "tmpnew"]
 
 
 @pytest.mark.slow
