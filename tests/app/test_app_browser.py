@@ -1,9 +1,11 @@
-"""The demo in a real browser: headless Chromium driven by Playwright uploads the example, paints a stroke with the
-mouse, presses Inpaint, downloads the result and compares its pixels with the photo.
+"""The demo in a real browser: headless Chromium driven by Playwright, at 1280×900 and at a phone's 390×844. It
+uploads the example, paints a stroke with the mouse, presses Inpaint, checks that canvas, button and result need no
+scrolling, downloads the result and compares its pixels with the photo; then the brush shortcut, "Edit this result"
+with the session's history, and the toolbar's clear button (strokes only).
 
 Needs `/usr/bin/chromium` (Debian: `apt-get install -y chromium`; another Chromium or Chrome binary can be named
 in HF_FACEINPAINT_CHROMIUM) and the `playwright` package (its own browser download is not used). Without them the
-test is skipped, unless HF_FACEINPAINT_REQUIRE_BROWSER=1 (CI), where it fails. The screenshot goes to
+test is skipped, unless HF_FACEINPAINT_REQUIRE_BROWSER=1 (CI), where it fails. The screenshots go to
 $HF_FACEINPAINT_SCREENSHOT_DIR (default: the test's tmp_path).
 """
 
@@ -82,30 +84,68 @@ def _image_from(page: Any, selector: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(response.body())).convert("RGB"))
 
 
-def test_paint_inpaint_download_in_chromium(sync_playwright: Any, app_url: str, tmp_path: Path) -> None:
+def _open_example(page: Any, app_url: str) -> None:
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(app_url)
+    page.locator("#photo input[type=file]").set_input_files(str(example_image_path()))
+    _wait_for_photo_on_canvas(page)
+
+
+def _inpaint_and_download(page: Any) -> np.ndarray:
+    """Press Inpaint, wait for the result, download it (checking its name); its RGB pixels."""
+    page.click("#inpaint")
+    page.locator("#summary").get_by_text("hole").wait_for()
+    page.locator("#result img").first.wait_for(state="visible")
+    with page.expect_download() as download_info:
+        page.click("#download")
+    download = download_info.value
+    assert download.suggested_filename == "astronaut-msl-face.png"  # the shipped default model
+    return np.asarray(Image.open(download.path()).convert("RGB"))
+
+
+def _on_first_screen(page: Any, selector: str) -> bool:
+    """Whether the element lies wholly inside the viewport, the page not scrolled."""
+    box, viewport = page.locator(selector).first.bounding_box(), page.viewport_size
+    scrolled = page.evaluate("window.scrollY")
+    return scrolled == 0 and box["y"] >= 0 and box["y"] + box["height"] <= viewport["height"]
+
+
+def _browser(playwright: Any) -> Any:
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+
+
+def test_paint_inpaint_download_on_one_screen(sync_playwright: Any, app_url: str, tmp_path: Path) -> None:
     shots = Path(os.environ.get("HF_FACEINPAINT_SCREENSHOT_DIR") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
     original = np.asarray(load_image(example_image_path()))
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = _browser(playwright)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-            page.set_default_timeout(TIMEOUT_MS)
-            page.goto(app_url)
-            page.locator("#photo input[type=file]").set_input_files(str(example_image_path()))
-            _wait_for_photo_on_canvas(page)
+            page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+            _open_example(page, app_url)
+            assert _on_first_screen(page, "#editor canvas") and _on_first_screen(page, "#inpaint")
             _paint_stroke(page)
-            page.click("#inpaint")
-            page.locator("#summary").get_by_text("hole").wait_for()
-            page.locator("#result img").first.wait_for(state="visible")
-            with page.expect_download() as download_info:
-                page.click("#download")
-            download = download_info.value
-            assert download.suggested_filename == "astronaut-msl-face.png"  # the shipped default model
-            result = np.asarray(Image.open(download.path()).convert("RGB"))
-            page.locator("button", has_text="Masked input").click()
+            result = _inpaint_and_download(page)
+            assert _on_first_screen(page, "#result img")  # beside the strokes, without scrolling
+            page.screenshot(path=str(shots / "app_1280x900.png"))
+            page.locator("button", has_text="More: compare").click()
             masked = _image_from(page, "#masked")
-            page.screenshot(path=str(shots / "app_after_inpaint.png"), full_page=True)
+            # the brush shortcut steps the labelled size control
+            page.keyboard.press("]")
+            expect_size = page.locator("#brush-size input[type=number]")
+            page.wait_for_function("() => document.querySelector('#brush-size input[type=number]').value === '5'")
+            assert expect_size.input_value() == "5"
+            # keep editing: the result becomes the photo, and the session's history lists it
+            page.click("#edit-result")
+            page.locator("#history img").first.wait_for(state="visible")
+            assert page.locator("#history img").count() == 1
+            # the toolbar's clear button drops the strokes, never the photo
+            _paint_stroke(page)
+            page.locator('#editor button[aria-label="Clear canvas"]').click()
+            page.wait_for_timeout(1000)
+            _wait_for_photo_on_canvas(page)
+            page.click("#inpaint")
+            page.get_by_text("The mask is empty").first.wait_for()
         finally:
             browser.close()
     assert result.shape == original.shape
@@ -113,6 +153,34 @@ def test_paint_inpaint_download_in_chromium(sync_playwright: Any, app_url: str, 
     assert 0.002 < stroke.mean() < 0.2, stroke.mean()
     rows, cols = np.nonzero(stroke)
     assert 100 < rows.mean() < 412 and 100 < cols.mean() < 412  # painted near the middle of the photo
+    # the default brush is 4 % of the photo's shorter side across: about 20 px on this 512² photo
+    thickness = stroke[:, int(cols.mean())].sum()
+    assert 14 <= thickness <= 32, thickness
     assert np.abs(result[stroke].astype(int) - original[stroke]).mean() > 1.0  # filled inside the stroke
     untouched = ~stroke & ~(original == 255).all(axis=2)  # white pixels cannot show in the blanked preview
     np.testing.assert_array_equal(result[untouched], original[untouched])
+
+
+def test_on_a_phone_inpaint_sits_under_the_canvas_and_the_result_under_it(
+    sync_playwright: Any, app_url: str, tmp_path: Path
+) -> None:
+    shots = Path(os.environ.get("HF_FACEINPAINT_SCREENSHOT_DIR") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    original = np.asarray(load_image(example_image_path()))
+    with sync_playwright() as playwright:
+        browser = _browser(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 390, "height": 844}, accept_downloads=True)
+            _open_example(page, app_url)
+            canvas, button = (page.locator(selector).first.bounding_box() for selector in ("#editor", "#inpaint"))
+            assert 0 <= button["y"] - (canvas["y"] + canvas["height"]) < 100  # paint, then press right below
+            assert button["y"] + button["height"] <= 844  # no scrolling between painting and pressing
+            _paint_stroke(page)
+            result = _inpaint_and_download(page)
+            shown = page.locator("#result").first.bounding_box()  # the page has scrolled to the download button
+            assert shown["y"] + page.evaluate("window.scrollY") > button["y"] and shown["width"] <= 390
+            page.screenshot(path=str(shots / "app_390x844.png"), full_page=True)
+        finally:
+            browser.close()
+    changed = (result != original).any(axis=2)
+    assert 0.001 < changed.mean() < 0.2

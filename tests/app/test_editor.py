@@ -180,9 +180,10 @@ def test_editor_value_shows_large_photos_smaller(tmp_path: Path) -> None:
     photo = _photo(tmp_path, (3000, 100))
     value, notices = editor.editor_value(photo, _mask_file(tmp_path, (3000, 100), (0, 0, 30, 30)))
     assert value is not None and notices == []
-    assert value["background"].size == (editor.EDITOR_MAX_SIDE, 68)
+    side = round(100 * editor.EDITOR_MAX_SIDE / 3000)
+    assert value["background"].size == (editor.EDITOR_MAX_SIDE, side)
     painted = editor.mask_from_editor(value)
-    assert painted is not None and painted.shape == (68, editor.EDITOR_MAX_SIDE)
+    assert painted is not None and painted.shape == (side, editor.EDITOR_MAX_SIDE)
     job = editor.job_from_sketch(photo, value)  # the strokes are scaled back up to the photo
     assert job.image.size == (3000, 100) and job.mask.shape == (100, 3000)
     assert job.mask[:30, :30].all() and job.mask.sum() < 40 * 40
