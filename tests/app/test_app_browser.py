@@ -1,7 +1,7 @@
 """The demo in a real browser: headless Chromium driven by Playwright, at 1280×900 and at a phone's 390×844. It
 uploads the example, paints a stroke with the mouse, presses Inpaint, checks that canvas, button and result need no
 scrolling, downloads the result and compares its pixels with the photo; then the brush shortcut, "Edit this result"
-with the session's history, and the toolbar's clear button (strokes only).
+with the session's history, Ctrl+Z, and the toolbar's clear button (strokes only).
 
 Needs `/usr/bin/chromium` (Debian: `apt-get install -y chromium`; another Chromium or Chrome binary can be named
 in HF_FACEINPAINT_CHROMIUM) and the `playwright` package (its own browser download is not used). Without them the
@@ -139,13 +139,20 @@ def test_paint_inpaint_download_on_one_screen(sync_playwright: Any, app_url: str
             page.click("#edit-result")
             page.locator("#history img").first.wait_for(state="visible")
             assert page.locator("#history img").count() == 1
-            # the toolbar's clear button drops the strokes, never the photo
+            # Ctrl+Z undoes a stroke; the toolbar's clear button drops the strokes, never the photo
+            empty = page.get_by_text("The mask is empty")
+            _paint_stroke(page)
+            page.keyboard.press("Control+z")
+            page.click("#inpaint")
+            empty.first.wait_for()
+            page.locator("[data-testid=toast-close]").first.click()
+            empty.first.wait_for(state="detached")
             _paint_stroke(page)
             page.locator('#editor button[aria-label="Clear canvas"]').click()
             page.wait_for_timeout(1000)
             _wait_for_photo_on_canvas(page)
             page.click("#inpaint")
-            page.get_by_text("The mask is empty").first.wait_for()
+            empty.first.wait_for()
         finally:
             browser.close()
     assert result.shape == original.shape
