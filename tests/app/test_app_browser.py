@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -110,51 +112,58 @@ def _on_first_screen(page: Any, selector: str) -> bool:
     return scrolled == 0 and box["y"] >= 0 and box["y"] + box["height"] <= viewport["height"]
 
 
-def _browser(playwright: Any) -> Any:
-    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    """Where the screenshots go: $HF_FACEINPAINT_SCREENSHOT_DIR, else the test's tmp_path."""
+    folder = Path(os.environ.get("HF_FACEINPAINT_SCREENSHOT_DIR") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
-def test_paint_inpaint_download_on_one_screen(sync_playwright: Any, app_url: str, tmp_path: Path) -> None:
-    shots = Path(os.environ.get("HF_FACEINPAINT_SCREENSHOT_DIR") or tmp_path)
-    shots.mkdir(parents=True, exist_ok=True)
-    original = np.asarray(load_image(example_image_path()))
+@contextmanager
+def _page(sync_playwright: Any, app_url: str, width: int, height: int) -> Iterator[Any]:
+    """A fresh Chromium page of the given viewport with the example photo open on the canvas."""
     with sync_playwright() as playwright:
-        browser = _browser(playwright)
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+            page = browser.new_page(viewport={"width": width, "height": height}, accept_downloads=True)
             _open_example(page, app_url)
-            assert _on_first_screen(page, "#editor canvas") and _on_first_screen(page, "#inpaint")
-            _paint_stroke(page)
-            result = _inpaint_and_download(page)
-            assert _on_first_screen(page, "#result img")  # beside the strokes, without scrolling
-            page.screenshot(path=str(shots / "app_1280x900.png"))
-            page.locator("button", has_text="More: compare").click()
-            masked = _image_from(page, "#masked")
-            # the brush shortcut steps the labelled size control
-            page.keyboard.press("]")
-            expect_size = page.locator("#brush-size input[type=number]")
-            page.wait_for_function("() => document.querySelector('#brush-size input[type=number]').value === '5'")
-            assert expect_size.input_value() == "5"
-            # keep editing: the result becomes the photo, and the session's history lists it
-            page.click("#edit-result")
-            page.locator("#history img").first.wait_for(state="visible")
-            assert page.locator("#history img").count() == 1
-            # Ctrl+Z undoes a stroke; the toolbar's clear button drops the strokes, never the photo
-            empty = page.get_by_text("The mask is empty")
-            _paint_stroke(page)
-            page.keyboard.press("Control+z")
-            page.click("#inpaint")
-            empty.first.wait_for()
-            page.locator("[data-testid=toast-close]").first.click()
-            empty.first.wait_for(state="detached")
-            _paint_stroke(page)
-            page.locator('#editor button[aria-label="Clear canvas"]').click()
-            page.wait_for_timeout(1000)
-            _wait_for_photo_on_canvas(page)
-            page.click("#inpaint")
-            empty.first.wait_for()
+            yield page
         finally:
             browser.close()
+
+
+def test_paint_inpaint_download_on_one_screen(sync_playwright: Any, app_url: str, shots: Path) -> None:
+    original = np.asarray(load_image(example_image_path()))
+    with _page(sync_playwright, app_url, 1280, 900) as page:
+        assert _on_first_screen(page, "#editor canvas") and _on_first_screen(page, "#inpaint")
+        _paint_stroke(page)
+        result = _inpaint_and_download(page)
+        assert _on_first_screen(page, "#result img")  # beside the strokes, without scrolling
+        page.screenshot(path=str(shots / "app_1280x900.png"))
+        page.locator("button", has_text="More: compare").click()
+        masked = _image_from(page, "#masked")
+        # the brush shortcut steps the labelled size control
+        page.keyboard.press("]")
+        page.wait_for_function("() => document.querySelector('#brush-size input[type=number]').value === '5'")
+        # keep editing: the result becomes the photo, and the session's history lists it
+        page.click("#edit-result")
+        page.locator("#history img").first.wait_for(state="visible")
+        assert page.locator("#history img").count() == 1
+        # Ctrl+Z undoes a stroke; the toolbar's clear button drops the strokes, never the photo
+        empty = page.get_by_text("The mask is empty")
+        _paint_stroke(page)
+        page.keyboard.press("Control+z")
+        page.click("#inpaint")
+        empty.first.wait_for()
+        page.locator("[data-testid=toast-close]").first.click()
+        empty.first.wait_for(state="detached")
+        _paint_stroke(page)
+        page.locator('#editor button[aria-label="Clear canvas"]').click()
+        page.wait_for_timeout(1000)
+        _wait_for_photo_on_canvas(page)
+        page.click("#inpaint")
+        empty.first.wait_for()
     assert result.shape == original.shape
     stroke = (masked != original).any(axis=2)  # hole pixels the method received blanked (white)
     assert 0.002 < stroke.mean() < 0.2, stroke.mean()
@@ -169,25 +178,17 @@ def test_paint_inpaint_download_on_one_screen(sync_playwright: Any, app_url: str
 
 
 def test_on_a_phone_inpaint_sits_under_the_canvas_and_the_result_under_it(
-    sync_playwright: Any, app_url: str, tmp_path: Path
+    sync_playwright: Any, app_url: str, shots: Path
 ) -> None:
-    shots = Path(os.environ.get("HF_FACEINPAINT_SCREENSHOT_DIR") or tmp_path)
-    shots.mkdir(parents=True, exist_ok=True)
     original = np.asarray(load_image(example_image_path()))
-    with sync_playwright() as playwright:
-        browser = _browser(playwright)
-        try:
-            page = browser.new_page(viewport={"width": 390, "height": 844}, accept_downloads=True)
-            _open_example(page, app_url)
-            canvas, button = (page.locator(selector).first.bounding_box() for selector in ("#editor", "#inpaint"))
-            assert 0 <= button["y"] - (canvas["y"] + canvas["height"]) < 100  # paint, then press right below
-            assert button["y"] + button["height"] <= 844  # no scrolling between painting and pressing
-            _paint_stroke(page)
-            result = _inpaint_and_download(page)
-            shown = page.locator("#result").first.bounding_box()  # the page has scrolled to the download button
-            assert shown["y"] + page.evaluate("window.scrollY") > button["y"] and shown["width"] <= 390
-            page.screenshot(path=str(shots / "app_390x844.png"), full_page=True)
-        finally:
-            browser.close()
+    with _page(sync_playwright, app_url, 390, 844) as page:
+        canvas, button = (page.locator(selector).first.bounding_box() for selector in ("#editor", "#inpaint"))
+        assert 0 <= button["y"] - (canvas["y"] + canvas["height"]) < 100  # paint, then press right below
+        assert button["y"] + button["height"] <= 844  # no scrolling between painting and pressing
+        _paint_stroke(page)
+        result = _inpaint_and_download(page)
+        shown = page.locator("#result").first.bounding_box()  # the page has scrolled to the download button
+        assert shown["y"] + page.evaluate("window.scrollY") > button["y"] and shown["width"] <= 390
+        page.screenshot(path=str(shots / "app_390x844.png"), full_page=True)
     changed = (result != original).any(axis=2)
     assert 0.001 < changed.mean() < 0.2
