@@ -20,6 +20,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from hf_faceinpaint.layers import ContextualAttention, attention_scores, transfer
 
@@ -381,3 +382,21 @@ def test_huge_softmax_scale_keeps_rows_normalised() -> None:
     attn, _ = attention_scores(features, hole, softmax_scale=1e6)
     rows = attn.sum(-1)
     torch.testing.assert_close(rows, torch.ones_like(rows))
+
+
+@pytest.mark.parametrize("rate", [1, 2])
+def test_module_equals_full_scores_and_transfer_with_different_holes_per_image(rate: int) -> None:
+    """The module scores only the rows and columns that matter (queries touching the hole, known keys) over the
+    batch's union; per image it must equal the full (L × L) `attention_scores` + `transfer`, at the hole."""
+    torch.manual_seed(0)
+    features = torch.randn(3, 4, 16, 20, dtype=torch.float64)
+    mask = torch.zeros(3, 1, 16, 20, dtype=torch.float64)
+    mask[0, :, 2:6, 3:9] = 1
+    mask[1, :, 8:15, 10:19] = 1
+    mask[2, :, :, :] = (torch.rand(16, 20) < 0.2).double()
+    out = ContextualAttention(patch_size=3, softmax_scale=10.0, rate=rate)(features, mask)
+    small = F.avg_pool2d(features, rate) if rate > 1 else features
+    hole_small = F.adaptive_max_pool2d(mask, small.shape[-2:])
+    attn, _ = attention_scores(small, hole_small)
+    expected = mask * transfer(attn, features, tuple(small.shape[-2:]), rate) + (1 - mask) * features
+    torch.testing.assert_close(out, expected, atol=1e-10, rtol=0)
