@@ -188,7 +188,7 @@ def working_frame(mask: np.ndarray, model: nn.Module) -> tuple[tuple[int, int, i
     `CONTEXT_FACTOR` times the hole. A crop smaller than its working size is grown to it (more context, no
     resampling) where the photo allows. A hole thicker than `COARSE_THICKNESS` of a working frame larger than the
     model's training resolution is completed there first (the scale the model learned faces at), and that result
-    guides the pass at the working size (models with a face prior).
+    guides the pass at the working size (models with a face prior as input).
 
     Args:
         mask: (H, W) bool, True = hole; must contain a hole pixel.
@@ -204,7 +204,7 @@ def working_frame(mask: np.ndarray, model: nn.Module) -> tuple[tuple[int, int, i
     if box[2] < work:
         box = crop_box(mask, work)
     thick = hole_thickness(extract_crop(mask, box)) / box[2] > COARSE_THICKNESS
-    coarse = thick and work > model.config.resolution and getattr(model, "prior", None) is not None
+    coarse = thick and work > model.config.resolution and getattr(model, "takes_guide", False)
     return box, work, coarse
 
 

@@ -30,8 +30,8 @@ def small(name: str) -> torch.nn.Module:
     model = _build(config)
     prior = getattr(model, "prior", None)
     if prior is not None:  # a fitted prior is orthonormal; random orthonormal rows exercise the same maths
-        with torch.no_grad():
-            prior.basis.copy_(torch.linalg.qr(torch.randn(prior.basis.shape[1], prior.components))[0].T)
+        basis = torch.linalg.qr(torch.randn(prior.basis.shape[1], prior.components))[0].T
+        prior.load_fit(prior.mean, basis, prior.variance)
     # non-trivial BatchNorm statistics, so a round trip that dropped buffers would show
     model.train()
     with torch.no_grad():

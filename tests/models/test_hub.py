@@ -100,8 +100,10 @@ def test_a_crafted_config_is_refused_before_anything_is_allocated(
         load_pretrained(tmp_path)
 
 
-def test_activation_memory_is_bounded(tmp_path: Path) -> None:
-    config = {**asdict(tiny().config), "resolution": 2048, "widths": [512, 512, 512, 512]}  # few parameters, huge maps
+@pytest.mark.parametrize("prior", [{}, {"prior_components": 4, "prior_input": False, "prior_blend": 0.05}])
+def test_activation_memory_is_bounded(tmp_path: Path, prior: dict) -> None:
+    """Also for a model that blends a face prior in (its fit and the hole depth run on the meta device too)."""
+    config = {**asdict(tiny().config), "resolution": 2048, "widths": [512, 512, 512, 512], **prior}  # huge maps
     with pytest.raises(ValueError, match="GiB of activations per image; at most 16 GiB are allowed"):
         MSLInpainter.checked_config(config)
     assert MSLInpainter.checked_config(asdict(tiny().config)) == tiny().config

@@ -6,6 +6,9 @@ Generator, top to bottom (paper Fig. 1):
      semantic learning, i.e. contextual attention over 3×3 patches (Fig. 3, eqs. 4-6);
   3. the three branches concatenated and decoded by upsampling gated convs, with skip connections from all three
      encoders at each resolution, ending in a tanh RGB image.
+Not in the paper, optional: a gappy-PCA face prior (`models/prior.py`) fitted to the known pixels, either as a second
+input whose face the decoder corrects (`prior_input`), or blended into the fill deep inside the hole (`prior_blend`,
+the shipped msl-face v2).
 The output is always composited: out = mask · pred + (1 − mask) · input.
 """
 
@@ -19,7 +22,7 @@ from torch import nn
 from ..layers import ChannelSemanticLearning, ContextualAttention, GatedConv2d, GatedUpConv2d
 from .discriminator import PatchDiscriminator
 from .base import Inpainter
-from .prior import FacePrior
+from .prior import FacePrior, transfer_structure
 from .registry import register_preset
 
 
@@ -48,6 +51,19 @@ class MSLConfig:
             residual over it.
         prior_size: Side of the grid the prior's PCA lives on.
         prior_ridge: Ridge weight of the prior's fit (eq. 1 of `models/prior.py`).
+        prior_input: With a prior: True, its fitted face is a second network input and the decoder predicts the
+            residual over it. False, the network sees the masked image only, and the prior's structure is given to
+            its prediction afterwards (`prior_blend`).
+        prior_blend: σ of the low-pass through which the prior's structure is transferred into the prediction
+            (eq. 2 of `models/prior.py`), as a fraction of the frame side; 0 = no transfer.
+        prior_blend_ramp: Distance into the hole at which the prior's structure is taken whole, as a fraction of
+            the frame side (nearer the hole's edge its weight falls linearly to 0).
+        prior_detail: κ of eq. 2: the share of the network's own high frequencies kept where the prior's
+            structure is taken whole (1 = all; less damps the network's blocky detail deep inside large holes).
+        prior_residual_full: The prior is trusted fully on frames whose known pixels it fits with an RMS residual
+            (`FacePrior.fit`) at most this, in [-1, 1] image units.
+        prior_residual_none: ... and not at all from this residual on (a frame that is not an aligned face); the
+            trust falls linearly in between.
     """
 
     resolution: int = 256
@@ -64,6 +80,12 @@ class MSLConfig:
     prior_components: int = 0
     prior_size: int = 64
     prior_ridge: float = 1.5
+    prior_input: bool = True
+    prior_blend: float = 0.0
+    prior_blend_ramp: float = 0.08
+    prior_detail: float = 1.0
+    prior_residual_full: float = 0.25
+    prior_residual_none: float = 0.3
 
     def __post_init__(self) -> None:
         # JSON gives lists back; keep tuples so configs compare and hash the same after a round trip.
@@ -76,6 +98,16 @@ class MSLConfig:
             raise ValueError(f"kernel_sizes must be positive odd numbers, got {self.kernel_sizes}")
         if self.stem_stride not in (1, 2):
             raise ValueError(f"stem_stride must be 1 or 2, got {self.stem_stride}")
+        if not 0 <= self.prior_detail <= 1:
+            raise ValueError(f"prior_detail must lie in [0, 1], got {self.prior_detail}")
+        residuals = 0 <= self.prior_residual_full < self.prior_residual_none
+        if not (self.prior_blend >= 0 and self.prior_blend_ramp > 0 and residuals):
+            raise ValueError(
+                "need prior_blend >= 0, prior_blend_ramp > 0 and 0 <= prior_residual_full < prior_residual_none, got "
+                f"{self.prior_blend}, {self.prior_blend_ramp}, {self.prior_residual_full}, {self.prior_residual_none}"
+            )
+        if self.prior_components and not self.prior_input and not self.prior_blend:
+            raise ValueError("a prior that is neither an input (prior_input) nor blended in (prior_blend) is unused")
         if self.resolution % self.size_multiple:
             raise ValueError(f"resolution {self.resolution} is not a multiple of {self.size_multiple}")
 
@@ -87,7 +119,7 @@ class MSLConfig:
     @property
     def in_channels(self) -> int:
         """Channels of the network input: masked RGB + mask, plus the prior's RGB face when there is a prior."""
-        return 4 + (3 if self.prior_components else 0)
+        return 4 + (3 if self.prior_components and self.prior_input else 0)
 
 
 class MSLEncoder(nn.Module):
@@ -212,19 +244,22 @@ class MSLInpainter(Inpainter, config_class=MSLConfig, tags=("msl",)):
         Args:
             image: (B, 3, H, W) in [-1, 1]; hole pixels are ignored (zeroed here).
             mask: (B, 1, H, W), 1 = hole, 0 = known.
-            guide: Models with a prior only: a face to refine instead of the prior's fit, (B, 3, H, W) in [-1, 1]
+            guide: Models with a prior as input only: a face to refine instead of the prior's fit, (B, 3, H, W) in [-1, 1]
                 (the pipeline passes a coarser pass's result, upsampled: coarse-to-fine).
         """
         self.check_inputs(image, mask)
         mask = mask.to(image.dtype)
+        config = self.config
         x = torch.cat([image * (1.0 - mask), mask], dim=1)  # (B, 4, H, W): masked image + mask
-        prior = None
-        if self.prior is not None:
-            # the PCA face fitted to the known pixels (or the guide): the face the decoder corrects
-            prior = self.prior(image, mask) if guide is None else guide.to(image.dtype)  # (B, 3, H, W)
+        prior = fitted = None
+        if guide is not None and not self.takes_guide:
+            raise ValueError("only a model with a face prior as input takes a guide")
+        if self.prior is not None and (guide is None or config.prior_blend):
+            fitted = self.prior.fit(image, mask)  # the PCA face fitted to the known pixels, and its residual
+        if self.prior is not None and config.prior_input:
+            # the prior's face (or the guide): a second input, the face the decoder corrects
+            prior = fitted[0].to(image.dtype) if guide is None else guide.to(image.dtype)  # (B, 3, H, W)
             x = torch.cat([x, prior], dim=1)  # (B, 7, H, W)
-        elif guide is not None:
-            raise ValueError("only a model with a face prior takes a guide")
         encoder_in = x if self.stem is None else self.stem(x)  # (B, C_in, H, W) or (B, widths[0], H/2, W/2)
         per_encoder = [encoder(encoder_in) for encoder in self.encoders]  # branches × levels × (B, C_l, H_l, W_l)
         bottlenecks = [features[-1] for features in per_encoder]
@@ -233,7 +268,21 @@ class MSLInpainter(Inpainter, config_class=MSLConfig, tags=("msl",)):
         skips = [torch.cat(level, dim=1) for level in zip(*per_encoder)]  # per level: (B, branches·C_l, H_l, W_l)
         out = self.decoder(torch.cat(bottlenecks, dim=1), skips, x)  # (B, 3, H, W)
         # with a prior the network predicts the correction to the prior's face; without one, the image itself
-        return torch.tanh(out) if prior is None else prior + out
+        out = torch.tanh(out) if prior is None else prior + out
+        if config.prior_blend:  # the prior's structure deep inside the hole (eq. 2 of models/prior.py)
+            face, residual = fitted
+            span = config.prior_residual_none - config.prior_residual_full
+            trust = ((config.prior_residual_none - residual) / span).clamp(0.0, 1.0)  # (B,)
+            side = image.shape[-1]
+            filled = self.composite(image, mask, out)  # x of eq. 2: the fill in the hole, the photo around it
+            out = transfer_structure(filled, face, mask, config.prior_blend * side, config.prior_blend_ramp * side,
+                                     trust, config.prior_detail)
+        return out
+
+    @property
+    def takes_guide(self) -> bool:
+        """Whether `generate` takes a guide face (a coarser pass's result) in place of the prior's fit."""
+        return self.prior is not None and self.config.prior_input
 
     def check_size(self, height: int, width: int) -> None:
         multiple = self.config.size_multiple

@@ -15,6 +15,8 @@ The basis lives in buffers, so `save_pretrained` writes it into `model.safetenso
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 from pathlib import Path
 
@@ -41,6 +43,15 @@ class FacePrior(nn.Module):
         self.register_buffer("mean", torch.zeros(pixels))  # (N,) the mean face μ
         self.register_buffer("basis", torch.zeros(components, pixels))  # (K, N) orthonormal rows B
         self.register_buffer("variance", torch.ones(components))  # (K,) v_k
+        # B Bᵀ (K, K), derived from the basis: not saved, computed again whenever a basis is loaded
+        self.register_buffer("gram", torch.zeros(components, components), persistent=False)
+        self.register_load_state_dict_post_hook(lambda module, incompatible: module.refresh_gram())
+
+    @torch.no_grad()
+    def refresh_gram(self) -> None:
+        """Compute B Bᵀ from the basis (done by `load_fit` and `load_state_dict`; call it after changing the basis
+        in place any other way)."""
+        self.gram.copy_(self.basis.float() @ self.basis.float().T)
 
     @torch.no_grad()
     def load_fit(self, mean: torch.Tensor, basis: torch.Tensor, variance: torch.Tensor) -> None:
@@ -48,6 +59,7 @@ class FacePrior(nn.Module):
         self.mean.copy_(mean)
         self.basis.copy_(basis[: self.components])
         self.variance.copy_(variance[: self.components])
+        self.refresh_gram()
 
     def coefficients(self, image: torch.Tensor, known: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Downsample to the grid and solve eq. 1.
@@ -59,26 +71,126 @@ class FacePrior(nn.Module):
         Returns:
             (c, weights): coefficients (B, K) and the known share of each grid cell (B, 1, S, S).
         """
+        basis, variance, mean = self.basis.float(), self.variance.float(), self.mean.float()  # a bf16 model's too
         grid = (self.size, self.size)
         # area resampling of the known pixels only: the mean of the known pixels in each cell, and their share
         weights = F.adaptive_avg_pool2d(known, grid)  # (B, 1, S, S)
         cells = F.adaptive_avg_pool2d(image * known, grid) / weights.clamp_min(1e-6)  # (B, 3, S, S)
-        residual = (cells.flatten(1) - self.mean) * weights.repeat(1, 3, 1, 1).flatten(1)  # (B, N): W (x − μ)
-        weighted = self.basis * weights.repeat(1, 3, 1, 1).flatten(1)[:, None, :]  # (B, K, N): B W
-        normal = weighted @ self.basis.T + torch.diag(self.ridge / self.variance)  # (B, K, K)
-        rhs = residual @ self.basis.T  # (B, K)
-        return torch.linalg.solve(normal, rhs), weights
+        share = weights.repeat(1, 3, 1, 1).flatten(1)  # (B, N): the diagonal of W
+        rhs = ((cells.flatten(1) - mean) * share) @ basis.T  # (B, K): B W (x − μ)
+        # B W Bᵀ = B Bᵀ − B (I − W) Bᵀ: only the cells that miss pixels (the hole's) cost anything per image
+        if share.is_meta:  # sizing the model on the meta device: no data to select the cells by
+            holes, missing = basis, 1.0 - share
+        else:
+            gappy = (share < 1).any(dim=0)  # (N,)
+            holes, missing = basis[:, gappy], 1.0 - share[:, gappy]  # (K, n), (B, n)
+        normal = self.gram.float() - (holes * missing[:, None, :]) @ holes.T  # (B, K, K)
+        normal = normal + torch.diag(self.ridge / variance)
+        # The normal matrix is symmetric positive definite (the ridge term makes it so): solve by Cholesky. A
+        # batched LU solve (torch.linalg.solve) fails inside oneMKL on the CPU after torch.set_num_threads(2).
+        factor, _ = torch.linalg.cholesky_ex(normal)  # (B, K, K) lower triangular
+        return torch.cholesky_solve(rhs[..., None], factor)[..., 0], weights
 
-    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The prior's face for the frame: (B, 3, H, W) in [-1, 1], fitted to the pixels where `mask` is 0.
+    def fit(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prior's face for the frame, fitted to the pixels where `mask` is 0, and how well it fits them.
 
         Computed in float32 whatever the input dtype (the normal equations need it).
+
+        Args:
+            image: (B, 3, H, W) in [-1, 1].
+            mask: (B, 1, H, W), 1 = hole.
+
+        Returns:
+            (face, residual): the face (B, 3, H, W) in [-1, 1], and the root-mean-square error (B,) of the fitted
+            face on the known grid cells (weighted by their known share), in units of [-1, 1] images: about
+            0.12-0.25 for an aligned face (celebahq_eval256, faces128), 0.3 and more when the frame is not one.
         """
-        with torch.autocast(image.device.type, enabled=False):  # no bf16/fp16 autocast for the normal equations
-            coefficients, _ = self.coefficients(image.float(), 1.0 - mask.float())
-            face = (self.mean + coefficients @ self.basis).view(-1, 3, self.size, self.size)  # (B, 3, S, S)
-            face = F.interpolate(face, size=image.shape[-2:], mode="bicubic", align_corners=False)
-        return face.clamp(-1.0, 1.0).to(image.dtype)
+        # no bf16/fp16 autocast for the normal equations (the meta device, which sizes models, has no autocast)
+        with contextlib.nullcontext() if image.is_meta else torch.autocast(image.device.type, enabled=False):
+            image = image.float()
+            coefficients, weights = self.coefficients(image, 1.0 - mask.float())
+            grid = self.mean.float() + coefficients @ self.basis.float()  # (B, N)
+            grid = grid.view(-1, 3, self.size, self.size)  # (B, 3, S, S)
+            known = image * (1.0 - mask.float())
+            cells = F.adaptive_avg_pool2d(known, grid.shape[-2:]) / weights.clamp_min(1e-6)  # (B, 3, S, S)
+            squared = ((grid - cells) ** 2 * weights).sum(dim=(1, 2, 3)) / (3 * weights.sum(dim=(1, 2, 3)))
+            face = F.interpolate(grid, size=image.shape[-2:], mode="bicubic", align_corners=False)
+        return face.clamp(-1.0, 1.0), squared.clamp_min(0.0).sqrt()
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The prior's face for the frame: (B, 3, H, W) in [-1, 1], fitted to the pixels where `mask` is 0."""
+        return self.fit(image, mask)[0].to(image.dtype)
+
+
+def hole_depth(mask: torch.Tensor, steps: int) -> torch.Tensor:
+    """Chessboard distance of every hole pixel to the nearest known pixel (1 next to one), counted up to `steps`
+    (pixels beyond the frame count as hole); 0 at known pixels.
+
+    Args:
+        mask: (B, 1, H, W), 1 = hole.
+        steps: Largest distance counted (the result is at most steps + 1).
+
+    Returns:
+        (B, 1, H, W), same dtype.
+    """
+    hole, depth = mask, mask.clone()
+    for _ in range(steps):
+        hole = -F.max_pool2d(-hole, 3, stride=1, padding=1)  # erosion of the hole by one pixel
+        if not hole.is_meta and not hole.any():  # thin holes (strokes) are eroded away after a few steps
+            break
+        depth = depth + hole
+    return depth
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian low-pass with standard deviation `sigma` pixels (radius 3σ, reflected at the borders).
+
+    Args:
+        x: (B, C, H, W).
+        sigma: Standard deviation in pixels; 0 returns `x`.
+    """
+    radius = min(math.ceil(3 * sigma), min(x.shape[-2:]) - 1)
+    if sigma <= 0 or radius < 1:
+        return x
+    taps = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
+    kernel = (kernel / kernel.sum()).repeat(x.shape[1], 1, 1)  # (C, 1, 2r+1)
+    channels = x.shape[1]
+    x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
+    x = F.conv2d(x, kernel[:, :, None, :], groups=channels)  # along the width
+    return F.conv2d(x, kernel[:, :, :, None], groups=channels)  # along the height
+
+
+def transfer_structure(filled: torch.Tensor, face: torch.Tensor, mask: torch.Tensor, sigma: float, ramp: float,
+                       trust: torch.Tensor, detail: float = 1.0) -> torch.Tensor:
+    """Give a fill the prior face's structure deep inside the hole (eq. 2):
+
+        out = x + t · min(d / ramp, 1) · [G_σ ∗ (m ⊙ (face − x)) − (1 − κ) · (x − G_σ ∗ x)],      (2)
+
+    where x is the composited fill (the network inside the hole, the photo outside), G_σ a Gaussian low-pass, d the
+    distance into the hole (`hole_depth`), m the hole, t ∈ [0, 1] the trust in the prior's fit and κ the share of the
+    fill's own detail (its high frequencies) kept. Near the hole's edge (and in thin strokes) the network's fill,
+    which propagates the surrounding colours well, is kept; far inside a large hole, where a network trained on a
+    CPU budget only smears colour in blocks, the low frequencies of the prior's fitted face put eyes, nose and mouth
+    where a face has them, and the blocks are damped.
+
+    Args:
+        filled: (B, 3, H, W) the composited fill x.
+        face: (B, 3, H, W) the prior's fitted face.
+        mask: (B, 1, H, W), 1 = hole.
+        sigma: σ of G in pixels.
+        ramp: Distance into the hole, in pixels, at which the prior's structure is taken whole.
+        trust: (B,) t per image.
+        detail: κ, the share of the fill's high frequencies kept deep inside the hole.
+
+    Returns:
+        (B, 3, H, W).
+    """
+    weight = (hole_depth(mask, math.ceil(ramp)) / ramp).clamp(max=1.0) * trust.view(-1, 1, 1, 1)  # (B, 1, H, W)
+    correction = gaussian_blur(mask * (face.to(filled.dtype) - filled), sigma)  # (B, 3, H, W): the prior's structure
+    if detail < 1:
+        correction = correction - (1.0 - detail) * (filled - gaussian_blur(filled, sigma))  # the fill's detail
+    return filled + weight * correction
 
 
 @torch.no_grad()

@@ -1,0 +1,172 @@
+"""The gappy-PCA face prior (`models/prior.py`): the fit of eq. 1 against a dense reference solve, its residual, the
+structure transfer of eq. 2 and its parts (hole depth, Gaussian low-pass) against OpenCV, and an MSL model that
+blends the prior into its prediction (`prior_input=False`)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hf_faceinpaint import MSLInpainter
+from hf_faceinpaint.models.registry import load_pretrained
+from hf_faceinpaint.models.msl import MSLConfig
+from hf_faceinpaint.models.prior import FacePrior, fit_pca, gaussian_blur, hole_depth, transfer_structure
+
+
+def random_prior(size: int = 16, components: int = 12, ridge: float = 0.5, seed: int = 0) -> FacePrior:
+    """A prior fitted by `fit_pca` on random low-rank "faces" (orthonormal basis, decreasing variances)."""
+    generator = torch.Generator().manual_seed(seed)
+    pixels = 3 * size * size
+    directions = torch.linalg.qr(torch.randn(pixels, components, generator=generator))[0]  # (N, K)
+    scales = torch.linspace(0.3, 0.05, components)
+    faces = (torch.randn(200, components, generator=generator) * scales) @ directions.T  # (M, N)
+    prior = FacePrior(size, components, ridge)
+    prior.load_fit(*fit_pca(faces.view(-1, 3, size, size).clamp(-1, 1), components, mirror=False))
+    return prior
+
+
+def box_masks(batch: int, side: int) -> torch.Tensor:
+    mask = torch.zeros(batch, 1, side, side)
+    mask[0, :, side // 4 : side // 2, side // 5 : 4 * side // 5] = 1  # an "eyes" box
+    if batch > 1:
+        mask[1, :, :, : side // 2] = 1  # half the frame
+    return mask
+
+
+def test_fit_solves_eq_1_like_a_dense_reference() -> None:
+    prior = random_prior()
+    image = torch.rand(2, 3, 32, 32) * 2 - 1  # frames twice the grid: area-resampled to it
+    mask = box_masks(2, 32)
+    coefficients, weights = prior.coefficients(image, 1 - mask)
+    # eq. 1 as written: (B W Bᵀ + λ V⁻¹) c = B W (x − μ), in float64, with every pixel's row
+    share = weights.repeat(1, 3, 1, 1).flatten(1).double()  # (B, N)
+    cells = F.adaptive_avg_pool2d(image * (1 - mask), (16, 16)) / weights.clamp_min(1e-6)
+    basis = prior.basis.double()
+    normal = (basis * share[:, None, :]) @ basis.T + torch.diag(prior.ridge / prior.variance.double())
+    rhs = ((cells.flatten(1).double() - prior.mean.double()) * share) @ basis.T
+    expected = torch.linalg.solve(normal, rhs[..., None])[..., 0]
+    torch.testing.assert_close(coefficients.double(), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_a_face_of_the_prior_is_recovered_from_its_known_pixels_with_a_small_residual() -> None:
+    prior = random_prior(ridge=1e-4)
+    face = (prior.mean + torch.randn(1, 12) * prior.variance.sqrt() @ prior.basis).view(1, 3, 16, 16)
+    mask = box_masks(1, 16)
+    fitted, residual = prior.fit(face.clamp(-1, 1), mask)
+    inside = mask.bool().expand_as(face)
+    assert (fitted - face.clamp(-1, 1))[inside].abs().max() < 0.05  # the hole comes back from the known pixels
+    assert residual.item() < 0.02
+    noise, noise_residual = prior.fit(torch.rand(1, 3, 16, 16) * 2 - 1, mask)  # not a face of the prior
+    assert noise_residual.item() > 10 * residual.item() and noise.shape == face.shape
+
+
+def test_the_gram_matrix_follows_the_basis_and_is_not_saved() -> None:
+    prior = random_prior()
+    torch.testing.assert_close(prior.gram, prior.basis @ prior.basis.T)  # set by load_fit
+    assert "gram" not in prior.state_dict()
+    other = FacePrior(16, 12, 0.5)
+    other.load_state_dict(prior.state_dict())  # the post-load hook computes it again
+    torch.testing.assert_close(other.gram, prior.gram)
+    with torch.inference_mode():  # buffers loaded under inference mode (as `inpaint` may) work the same
+        late = FacePrior(16, 12, 0.5)
+        late.load_state_dict(prior.state_dict())
+        torch.testing.assert_close(late.fit(torch.zeros(1, 3, 16, 16), box_masks(1, 16))[1], prior.fit(
+            torch.zeros(1, 3, 16, 16), box_masks(1, 16))[1])
+
+
+def test_batched_fit_works_with_two_threads_and_three_hundred_components() -> None:
+    """oneMKL's batched LU solve failed here ("Pivots given to lu_solve must all be greater or equal to 1") once
+    torch.set_num_threads(2) had been called: the fit now solves by Cholesky."""
+    prior = FacePrior(16, 300, 5.0)
+    basis = torch.linalg.qr(torch.randn(768, 300, generator=torch.Generator().manual_seed(1)))[0].T
+    prior.load_fit(torch.zeros(768), basis, torch.linspace(900, 0.4, 300))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        face, residual = prior.fit(torch.rand(8, 3, 64, 64) * 2 - 1, box_masks(2, 64).repeat(4, 1, 1, 1))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.isfinite(face).all() and torch.isfinite(residual).all()
+
+
+def test_hole_depth_is_opencvs_chessboard_distance() -> None:
+    rng = np.random.default_rng(0)
+    mask = np.zeros((40, 50), np.uint8)
+    mask[5:30, 3:45] = 1
+    mask[0:10, 20:25] = 1  # touches the border: beyond the frame counts as hole, as in OpenCV
+    mask[rng.random(mask.shape) < 0.05] = 1
+    expected = cv2.distanceTransform(mask, cv2.DIST_C, 3)
+    depth = hole_depth(torch.from_numpy(mask)[None, None].float(), 100)[0, 0].numpy()
+    np.testing.assert_array_equal(depth, expected)
+    capped = hole_depth(torch.from_numpy(mask)[None, None].float(), 3)[0, 0].numpy()
+    np.testing.assert_array_equal(capped, np.minimum(expected, 4))
+
+
+def test_gaussian_blur_is_opencvs_with_reflected_borders() -> None:
+    image = np.random.default_rng(0).random((3, 30, 40)).astype(np.float32)
+    ours = gaussian_blur(torch.from_numpy(image)[None], 2.0)[0].numpy()
+    expected = np.stack([cv2.GaussianBlur(c, (13, 13), 2.0, borderType=cv2.BORDER_REFLECT_101) for c in image])
+    np.testing.assert_allclose(ours, expected, atol=1e-5)
+    assert gaussian_blur(torch.from_numpy(image)[None], 0.0) is not None
+
+
+def test_transfer_structure_keeps_the_edge_and_takes_the_prior_deep_inside() -> None:
+    prediction = torch.zeros(2, 3, 64, 64)
+    face = torch.full((2, 3, 64, 64), 0.5)
+    mask = torch.zeros(2, 1, 64, 64)
+    mask[:, :, 8:56, 8:56] = 1
+    out = transfer_structure(prediction, face, mask, sigma=2.0, ramp=8.0, trust=torch.tensor([1.0, 0.0]))
+    assert out[0, :, 30, 30].allclose(torch.full((3,), 0.5), atol=1e-4)  # deep inside: the prior's level
+    assert out[0, :, 8, 30].abs().max() < 0.5 / 8 + 1e-6  # next to a known pixel: weight 1/ramp, blurred
+    assert out[0, :, :8].abs().max() == 0 and out[0, :, :, 60:].abs().max() == 0  # known pixels untouched
+    assert out[1].abs().max() == 0  # no trust: the prediction itself
+
+
+def blended_config(**overrides) -> MSLConfig:
+    values = dict(resolution=32, widths=(8, 16), prior_size=16, prior_components=12, prior_input=False,
+                  prior_blend=0.06, prior_blend_ramp=0.25)
+    return MSLConfig(**{**values, **overrides})
+
+
+def test_a_blended_prior_is_not_an_input_and_gates_on_its_residual(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = MSLInpainter(blended_config()).eval()
+    prior = random_prior(ridge=1e-4)
+    model.prior.load_fit(prior.mean, prior.basis, prior.variance)
+    plain = MSLInpainter(blended_config(prior_components=0, prior_blend=0.0)).eval()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("prior.")})
+    assert model.config.in_channels == 4 and not model.takes_guide
+    mask = box_masks(1, 32)
+    face = F.interpolate((prior.mean + prior.variance.sqrt() @ prior.basis).view(1, 3, 16, 16), size=32,
+                         mode="bicubic").clamp(-1, 1)
+    noise = F.interpolate(torch.randint(0, 2, (1, 3, 16, 16)).float() * 2 - 1, size=32)  # ±1 per grid cell
+    assert model.prior.fit(noise, mask)[1].item() > model.config.prior_residual_none
+    with torch.inference_mode():
+        assert torch.equal(model(noise, mask), plain(noise, mask))  # a bad fit (not a face): no prior at all
+        blended, alone = model(face, mask), plain(face, mask)
+    assert not torch.allclose(blended, alone)
+    assert torch.equal(blended * (1 - mask), face * (1 - mask))  # composited: known pixels are the input's
+    with pytest.raises(ValueError, match="guide"):
+        model.generate(face, mask, guide=face)
+    model.save_pretrained(tmp_path)
+    loaded = load_pretrained(tmp_path)
+    torch.testing.assert_close(loaded.prior.basis, model.prior.basis)
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded(face, mask), blended)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        (dict(prior_blend=-0.1), "prior_blend >= 0"),
+        (dict(prior_blend_ramp=0.0), "prior_blend_ramp > 0"),
+        (dict(prior_residual_full=0.4), "prior_residual_full < prior_residual_none"),
+        (dict(prior_blend=0.0), "unused"),
+    ],
+)
+def test_blend_settings_are_checked(overrides: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        blended_config(**overrides)
