@@ -2,6 +2,11 @@
 
     python scripts/export_shipped_model.py runs/msl-tiny-128/final
     python scripts/export_shipped_model.py runs/msl-tiny-128/final --out src/hf_faceinpaint/weights/msl-face
+    python scripts/export_shipped_model.py runs/msl-tiny-128/final --prior runs/face-prior.safetensors
+
+With `--prior`, the gappy-PCA face prior (`scripts/fit_face_prior.py`) joins the network as a structure transfer
+(`MSLConfig.prior_blend`, eq. 2 of `models/prior.py`): its buffers are written into the same safetensors file, so
+`from_pretrained` carries it. The network's weights are unchanged.
 
 The input is a `save_pretrained` folder (a run's `final/` holds the EMA generator). The weights are stored in float16
 to halve the package size and load back into a float32 model (`load_state_dict_strict` casts). The script refuses a
@@ -12,13 +17,15 @@ a seeded random batch. Files are written to a temporary folder first and renamed
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
 import torch
 
 from hf_faceinpaint.io import atomic_path
-from hf_faceinpaint.models.hub import CONFIG_NAME, WEIGHTS_NAME
+from hf_faceinpaint.models.hub import CONFIG_NAME, WEIGHTS_NAME, CheckpointError
+from hf_faceinpaint.models.prior import load_fit_file
 from hf_faceinpaint.models.registry import load_pretrained
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "src" / "hf_faceinpaint" / "weights" / "msl-face"
@@ -35,9 +42,30 @@ def output_change(reference: torch.nn.Module, exported: torch.nn.Module, resolut
         return (reference(images, masks) - exported(images, masks)).abs().max().item()
 
 
-def export(checkpoint: Path, out: Path) -> None:
+def with_prior(model: torch.nn.Module, args: argparse.Namespace) -> torch.nn.Module:
+    """`model` with the face prior of `args.prior` blended into its fill (the same network weights)."""
+    if getattr(model, "prior", None) is not None:
+        sys.exit("error: the checkpoint already has a face prior")
+    config = dataclasses.replace(
+        model.config, prior_components=args.prior_components, prior_ridge=args.prior_ridge, prior_input=False,
+        prior_blend=args.prior_blend, prior_blend_ramp=args.prior_blend_ramp, prior_detail=args.prior_detail,
+    )
+    combined = type(model)(config)
+    result = combined.load_state_dict(model.state_dict(), strict=False)
+    if result.unexpected_keys or any(not key.startswith("prior.") for key in result.missing_keys):
+        sys.exit(f"error: the network does not fit its own config: {result}")
+    try:
+        load_fit_file(combined.prior, args.prior)
+    except CheckpointError as err:
+        sys.exit(f"error: {err}")
+    return combined.eval()
+
+
+def export(checkpoint: Path, out: Path, args: argparse.Namespace) -> None:
     model = load_pretrained(checkpoint)
     reference = load_pretrained(checkpoint)
+    if args.prior is not None:
+        model, reference = with_prior(model, args), with_prior(reference, args)
     with atomic_path(out) as staging:
         model.half().save_pretrained(staging)
         (staging / "README.md").unlink()  # the shipped card is model_cards/<name>.md
@@ -54,8 +82,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path, help="save_pretrained folder, e.g. runs/msl-tiny-128/final")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"destination folder (default: {DEFAULT_OUT})")
+    parser.add_argument("--prior", type=Path, help="a fitted face prior (scripts/fit_face_prior.py) to add")
+    parser.add_argument("--prior-components", type=int, default=200, help="its components to keep (default 200)")
+    parser.add_argument("--prior-ridge", type=float, default=5.0, help="ridge weight of its fit (default 5)")
+    parser.add_argument("--prior-blend", type=float, default=4 / 256,
+                        help="σ of the structure transfer, fraction of the frame side (default 4/256)")
+    parser.add_argument("--prior-blend-ramp", type=float, default=20 / 256,
+                        help="depth into the hole at which the prior is taken whole, fraction of the side "
+                             "(default 20/256)")
+    parser.add_argument("--prior-detail", type=float, default=0.0,
+                        help="share of the network's detail kept deep inside the hole (default 0)")
     args = parser.parse_args()
-    export(args.checkpoint, args.out)
+    export(args.checkpoint, args.out, args)
 
 
 if __name__ == "__main__":
