@@ -2,11 +2,12 @@
 
     python scripts/export_shipped_model.py runs/msl-tiny-128/final
     python scripts/export_shipped_model.py runs/msl-tiny-128/final --out src/hf_faceinpaint/weights/msl-face
-    python scripts/export_shipped_model.py runs/msl-tiny-128/final --prior runs/face-prior.safetensors
+    python scripts/export_shipped_model.py runs/msl-tiny-128/final --prior runs/face-prior-refined.safetensors
 
 With `--prior`, the gappy-PCA face prior (`scripts/fit_face_prior.py`) joins the network as a structure transfer
-(`MSLConfig.prior_blend`, eq. 2 of `models/prior.py`): its buffers are written into the same safetensors file, so
-`from_pretrained` carries it. The network's weights are unchanged.
+(`MSLConfig.prior_blend`, eq. 2 of `models/prior.py`): its buffers (and its refiner, from a file of
+`scripts/train_prior_refiner.py --export`) are written into the same safetensors file, so `from_pretrained` carries
+it. The network's weights are unchanged.
 
 The input is a `save_pretrained` folder (a run's `final/` holds the EMA generator). The weights are stored in float16
 to halve the package size and load back into a float32 model (`load_state_dict_strict` casts). The script refuses a
@@ -25,7 +26,7 @@ import torch
 
 from hf_faceinpaint.io import atomic_path
 from hf_faceinpaint.models.hub import CONFIG_NAME, WEIGHTS_NAME, CheckpointError
-from hf_faceinpaint.models.prior import load_fit_file
+from hf_faceinpaint.models.prior import load_fit_file, refiner_width
 from hf_faceinpaint.models.registry import load_pretrained
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "src" / "hf_faceinpaint" / "weights" / "msl-face"
@@ -49,6 +50,7 @@ def with_prior(model: torch.nn.Module, args: argparse.Namespace) -> torch.nn.Mod
     config = dataclasses.replace(
         model.config, prior_components=args.prior_components, prior_ridge=args.prior_ridge, prior_input=False,
         prior_blend=args.prior_blend, prior_blend_ramp=args.prior_blend_ramp, prior_detail=args.prior_detail,
+        prior_refiner_width=refiner_width(args.prior),
     )
     combined = type(model)(config)
     result = combined.load_state_dict(model.state_dict(), strict=False)
@@ -85,8 +87,8 @@ def main() -> None:
     parser.add_argument("--prior", type=Path, help="a fitted face prior (scripts/fit_face_prior.py) to add")
     parser.add_argument("--prior-components", type=int, default=200, help="its components to keep (default 200)")
     parser.add_argument("--prior-ridge", type=float, default=5.0, help="ridge weight of its fit (default 5)")
-    parser.add_argument("--prior-blend", type=float, default=4 / 256,
-                        help="σ of the structure transfer, fraction of the frame side (default 4/256)")
+    parser.add_argument("--prior-blend", type=float, default=1.5 / 256,
+                        help="σ of the structure transfer, fraction of the frame side (default 1.5/256)")
     parser.add_argument("--prior-blend-ramp", type=float, default=20 / 256,
                         help="depth into the hole at which the prior is taken whole, fraction of the side "
                              "(default 20/256)")

@@ -4,8 +4,11 @@
 #      checkpoint. About 1.2 s per step on 2 CPU cores with AVX512-BF16 and bf16 autocast (7,750 steps: 2.6 hours);
 #      on a CPU without bf16 units pass MIXED_PRECISION=no (bf16 autocast is about 30x slower there).
 #   2. The face prior: a 200-component PCA of the training faces at 64² (scripts/fit_face_prior.py, about a minute).
-#   3. The export: the network's float16 EMA weights and the prior in one safetensors file, the prior blended into the
-#      network's fill deep inside large holes (MSLConfig.prior_blend, eq. 2 of models/prior.py).
+#   3. The prior's refiner (v3): a small U-Net on the prior's 64² grid that turns the PCA's blurry fit into a sharper
+#      face, trained with L1 and a patch discriminator (scripts/train_prior_refiner.py; 7,000 steps of 16 faces,
+#      about 62 minutes on 2 CPU cores at 30 img/s).
+#   4. The export: the network's float16 EMA weights and the refined prior in one safetensors file, the prior blended
+#      into the network's fill deep inside large holes (MSLConfig.prior_blend, eq. 2 of models/prior.py).
 # Needs ../shared/data/faces128 and the HED VGG16 stand-in (paths in the config).
 #
 #   bash scripts/train_msl_face.sh [OUTPUT_DIR] [FINAL_STEP]
@@ -29,4 +32,8 @@ precision=(--mixed-precision "${MIXED_PRECISION:-bf16}")
 # The face prior, then the float16 export of the EMA generator with it into the package.
 "$python" scripts/fit_face_prior.py "../shared/data/faces128/train-*.parquet" "$out/face-prior.safetensors" \
     --components 300
-"$python" scripts/export_shipped_model.py "$out/final" --prior "$out/face-prior.safetensors"
+"$python" scripts/train_prior_refiner.py "../shared/data/faces128/train-*.parquet" "$out/prior-refiner" \
+    --prior "$out/face-prior.safetensors" --components 200 --steps 7000
+"$python" scripts/train_prior_refiner.py "../shared/data/faces128/train-*.parquet" "$out/prior-refiner" \
+    --prior "$out/face-prior.safetensors" --components 200 --export "$out/face-prior-refined.safetensors"
+"$python" scripts/export_shipped_model.py "$out/final" --prior "$out/face-prior-refined.safetensors"

@@ -13,17 +13,28 @@ import torch.nn.functional as F
 from hf_faceinpaint import MSLInpainter
 from hf_faceinpaint.models.registry import load_pretrained
 from hf_faceinpaint.models.msl import MSLConfig
-from hf_faceinpaint.models.prior import FacePrior, fit_pca, gaussian_blur, hole_depth, transfer_structure
+from hf_faceinpaint.models.hub import CheckpointError, save_safetensors_atomic
+from hf_faceinpaint.models.prior import (
+    FacePrior,
+    fit_pca,
+    gaussian_blur,
+    hole_depth,
+    load_fit_file,
+    refiner_width,
+    save_fit,
+    transfer_structure,
+)
 
 
-def random_prior(size: int = 16, components: int = 12, ridge: float = 0.5, seed: int = 0) -> FacePrior:
+def random_prior(size: int = 16, components: int = 12, ridge: float = 0.5, seed: int = 0,
+                 refiner_width: int = 0) -> FacePrior:
     """A prior fitted by `fit_pca` on random low-rank "faces" (orthonormal basis, decreasing variances)."""
     generator = torch.Generator().manual_seed(seed)
     pixels = 3 * size * size
     directions = torch.linalg.qr(torch.randn(pixels, components, generator=generator))[0]  # (N, K)
     scales = torch.linspace(0.3, 0.05, components)
     faces = (torch.randn(200, components, generator=generator) * scales) @ directions.T  # (M, N)
-    prior = FacePrior(size, components, ridge)
+    prior = FacePrior(size, components, ridge, refiner_width)
     prior.load_fit(*fit_pca(faces.view(-1, 3, size, size).clamp(-1, 1), components, mirror=False))
     return prior
 
@@ -165,8 +176,62 @@ def test_a_blended_prior_is_not_an_input_and_gates_on_its_residual(tmp_path) -> 
         (dict(prior_blend_ramp=0.0), "prior_blend_ramp > 0"),
         (dict(prior_residual_full=0.4), "prior_residual_full < prior_residual_none"),
         (dict(prior_blend=0.0), "unused"),
+        (dict(prior_refiner_width=-1), "prior_refiner_width"),
+        (dict(prior_components=0, prior_blend=0.0, prior_refiner_width=4), "prior_refiner_width needs a prior"),
     ],
 )
 def test_blend_settings_are_checked(overrides: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         blended_config(**overrides)
+
+
+def test_the_refiner_corrects_the_pcas_face_on_the_grid_and_keeps_the_residual() -> None:
+    torch.manual_seed(0)
+    refined = random_prior(refiner_width=4).eval()
+    plain = random_prior()
+    image, mask = torch.rand(2, 3, 32, 32) * 2 - 1, box_masks(2, 32)
+    guess, cells, share, residual = refined.fit_grid(image, mask)
+    assert guess.shape == cells.shape == (2, 3, 16, 16) and share.shape == (2, 1, 16, 16)
+    with torch.no_grad():
+        face, fit_residual = refined.fit(image, mask)
+        expected = F.interpolate(refined.refiner(cells, share, guess), size=32, mode="bicubic").clamp(-1, 1)
+        torch.testing.assert_close(face, expected)
+        torch.testing.assert_close(fit_residual, plain.fit(image, mask)[1])  # the trust still comes from the PCA
+        torch.nn.init.zeros_(refined.refiner.head.weight)
+        torch.nn.init.zeros_(refined.refiner.head.bias)
+        torch.testing.assert_close(refined.fit(image, mask)[0], plain.fit(image, mask)[0])  # a zero correction
+    with torch.no_grad():  # a bf16 model's refiner runs in bf16 and still returns a float32 face
+        assert refined.to(torch.bfloat16).fit(image, mask)[0].dtype == torch.float32
+
+
+def test_a_prior_file_carries_its_refiner_strictly(tmp_path) -> None:
+    torch.manual_seed(0)
+    refined = random_prior(refiner_width=4).eval()
+    with_refiner, pca_only = tmp_path / "refined.safetensors", tmp_path / "pca.safetensors"
+    save_safetensors_atomic({k: v.contiguous() for k, v in refined.state_dict().items()}, with_refiner)
+    save_fit(pca_only, refined.mean, refined.basis, refined.variance)
+    assert (refiner_width(with_refiner), refiner_width(pca_only)) == (4, 0)
+    loaded = FacePrior(16, 12, 0.5, refiner_width=4).eval()
+    load_fit_file(loaded, with_refiner)
+    image, mask = torch.rand(1, 3, 32, 32) * 2 - 1, box_masks(1, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.fit(image, mask)[0], refined.fit(image, mask)[0])
+    with pytest.raises(CheckpointError, match="refiner keys missing"):
+        load_fit_file(FacePrior(16, 12, 0.5, refiner_width=4), pca_only)
+    with pytest.raises(CheckpointError, match="refiner the model has none of"):
+        load_fit_file(FacePrior(16, 12, 0.5), with_refiner)
+    with pytest.raises(CheckpointError, match="wrong shape"):
+        load_fit_file(FacePrior(16, 12, 0.5, refiner_width=8), with_refiner)
+
+
+def test_a_blended_model_saves_and_reloads_its_refiner(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = MSLInpainter(blended_config(prior_refiner_width=4)).eval()
+    prior = random_prior(ridge=1e-4)
+    model.prior.load_fit(prior.mean, prior.basis, prior.variance)
+    model.save_pretrained(tmp_path)
+    loaded = load_pretrained(tmp_path)
+    assert loaded.config.prior_refiner_width == 4
+    image, mask = torch.rand(1, 3, 32, 32) * 2 - 1, box_masks(1, 32)
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded(image, mask), model(image, mask))

@@ -64,6 +64,8 @@ class MSLConfig:
             (`FacePrior.fit`) at most this, in [-1, 1] image units.
         prior_residual_none: ... and not at all from this residual on (a frame that is not an aligned face); the
             trust falls linearly in between.
+        prior_refiner_width: First-level channels of the prior's `PriorRefiner`, which sharpens the PCA's fitted
+            face on the prior's grid (`scripts/train_prior_refiner.py`); 0 = no refiner.
     """
 
     resolution: int = 256
@@ -86,6 +88,7 @@ class MSLConfig:
     prior_detail: float = 1.0
     prior_residual_full: float = 0.25
     prior_residual_none: float = 0.3
+    prior_refiner_width: int = 0
 
     def __post_init__(self) -> None:
         # JSON gives lists back; keep tuples so configs compare and hash the same after a round trip.
@@ -106,6 +109,8 @@ class MSLConfig:
                 "need prior_blend >= 0, prior_blend_ramp > 0 and 0 <= prior_residual_full < prior_residual_none, got "
                 f"{self.prior_blend}, {self.prior_blend_ramp}, {self.prior_residual_full}, {self.prior_residual_none}"
             )
+        if self.prior_refiner_width < 0 or (self.prior_refiner_width and not self.prior_components):
+            raise ValueError(f"prior_refiner_width needs a prior and must be >= 0, got {self.prior_refiner_width}")
         if self.prior_components and not self.prior_input and not self.prior_blend:
             raise ValueError("a prior that is neither an input (prior_input) nor blended in (prior_blend) is unused")
         if self.resolution % self.size_multiple:
@@ -231,7 +236,9 @@ class MSLInpainter(Inpainter, config_class=MSLConfig, tags=("msl",)):
         )
         self.decoder = MSLDecoder(config.widths, branches, config.stem_stride, config.in_channels)
         self.prior = (
-            FacePrior(config.prior_size, config.prior_components, config.prior_ridge) if config.prior_components else None
+            FacePrior(config.prior_size, config.prior_components, config.prior_ridge, config.prior_refiner_width)
+            if config.prior_components
+            else None
         )
 
     def build_discriminator(self) -> PatchDiscriminator:

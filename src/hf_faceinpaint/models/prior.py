@@ -10,7 +10,13 @@ face μ + Bᵀc, upsampled to the frame, is a blurry but face-shaped guess for t
 face has them. It is the second paper's idea (reconstruct a face model's latent from the known pixels for
 structure, then refine texture) with a prior that a CPU can fit in a minute (`scripts/fit_face_prior.py`).
 
-The basis lives in buffers, so `save_pretrained` writes it into `model.safetensors` with the network it guides.
+The fitted face is a posterior mean, so it is blurry: eyes and mouths come back as faint ghosts. An optional
+`PriorRefiner` (a small U-Net on the same grid, trained adversarially by `scripts/train_prior_refiner.py`) turns the
+known cells and the PCA's guess into a sharp face on the grid; it then replaces the PCA's face everywhere the prior is
+used.
+
+The basis (and the refiner) live in the module, so `save_pretrained` writes them into `model.safetensors` with the
+network they guide.
 """
 
 from __future__ import annotations
@@ -27,18 +33,78 @@ from torch import nn
 from .hub import CheckpointError, read_state_dict, save_safetensors_atomic
 
 
+def _conv(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
+    """3×3 conv (4×4 when it halves the resolution), BatchNorm, LeakyReLU."""
+    kernel = 4 if stride == 2 else 3
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel, stride, padding=1, bias=False),
+                         nn.BatchNorm2d(out_channels), nn.LeakyReLU(0.2))
+
+
+class _ResidualBlock(nn.Module):
+    """Two 3×3 convs with a skip, at the U-Net's coarsest level (dilated, to see the whole face there)."""
+
+    def __init__(self, channels: int, dilation: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=dilation, dilation=dilation, bias=False),
+            nn.BatchNorm2d(channels), nn.LeakyReLU(0.2),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(x + self.body(x), 0.2)
+
+
+class PriorRefiner(nn.Module):
+    """A U-Net on the prior's grid that turns the gappy-PCA guess into a sharp face: the known cells where they are
+    known, drawn eyes, nose and mouth where the guess has only their blurred outline.
+
+    Input: the known cells (zero where nothing is known), their known share, and the PCA's face (3 + 1 + 3
+    channels); output: the face, as a correction of the PCA's face. Trained with L1 and a patch discriminator
+    (`scripts/train_prior_refiner.py`).
+
+    Args:
+        width: Channels of the first level; each of the three halvings doubles them.
+        blocks: Residual blocks at the coarsest level (grid / 8).
+    """
+
+    def __init__(self, width: int = 32, blocks: int = 4) -> None:
+        super().__init__()
+        widths = [width, 2 * width, 4 * width, 8 * width]
+        self.stem = _conv(7, widths[0])
+        self.down = nn.ModuleList(_conv(a, b, stride=2) for a, b in zip(widths, widths[1:]))
+        self.middle = nn.Sequential(*(_ResidualBlock(widths[-1], 2 if i % 2 else 1) for i in range(blocks)))
+        self.up = nn.ModuleList(_conv(b + a, a) for a, b in zip(widths, widths[1:]))
+        self.head = nn.Conv2d(widths[0], 3, 3, padding=1)
+
+    def forward(self, cells: torch.Tensor, share: torch.Tensor, guess: torch.Tensor) -> torch.Tensor:
+        """cells, guess: (B, 3, S, S) in [-1, 1]; share: (B, 1, S, S) known share of each cell. Returns (B, 3, S, S)."""
+        h = self.stem(torch.cat([cells * share, share, guess], dim=1))  # (B, w, S, S)
+        skips = []
+        for down in self.down:
+            skips.append(h)
+            h = down(h)  # halves the side, doubles the channels
+        h = self.middle(h)  # (B, 8w, S/8, S/8)
+        for up, skip in zip(reversed(self.up), reversed(skips)):
+            h = F.interpolate(h, size=skip.shape[-2:], mode="nearest")
+            h = up(torch.cat([h, skip], dim=1))
+        return guess + self.head(h)
+
+
 class FacePrior(nn.Module):
-    """Gappy-PCA face prior on an S×S grid.
+    """Gappy-PCA face prior on an S×S grid, optionally sharpened by a `PriorRefiner`.
 
     Args:
         size: Side S of the grid the PCA was fitted on (frames are area-resampled to it).
         components: Number K of principal components kept.
         ridge: The ridge weight λ of eq. 1 (in units of the per-pixel squared error, images in [-1, 1]).
+        refiner_width: First-level channels of the `PriorRefiner` applied to the fit; 0 = none (the PCA's face).
     """
 
-    def __init__(self, size: int = 64, components: int = 200, ridge: float = 5.0) -> None:
+    def __init__(self, size: int = 64, components: int = 200, ridge: float = 5.0, refiner_width: int = 0) -> None:
         super().__init__()
         self.size, self.components, self.ridge = size, components, ridge
+        self.refiner = PriorRefiner(refiner_width) if refiner_width else None
         pixels = 3 * size * size
         self.register_buffer("mean", torch.zeros(pixels))  # (N,) the mean face μ
         self.register_buffer("basis", torch.zeros(components, pixels))  # (K, N) orthonormal rows B
@@ -91,8 +157,30 @@ class FacePrior(nn.Module):
         factor, _ = torch.linalg.cholesky_ex(normal)  # (B, K, K) lower triangular
         return torch.cholesky_solve(rhs[..., None], factor)[..., 0], weights
 
+    def fit_grid(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Eq. 1 on the grid, in float32: the PCA's face, the known cells, their known share and the fit's residual.
+
+        Args:
+            image: (B, 3, H, W) in [-1, 1].
+            mask: (B, 1, H, W), 1 = hole.
+
+        Returns:
+            (guess, cells, share, residual): the PCA's face (B, 3, S, S); the mean known pixel of each cell (B, 3, S,
+            S; 0 where none is known); the known share of each cell (B, 1, S, S); and the root-mean-square error (B,)
+            of the guess on the known cells (weighted by their share), in units of [-1, 1] images: about 0.12-0.25
+            for an aligned face (celebahq_eval256, faces128), 0.3 and more when the frame is not one.
+        """
+        image = image.float()
+        coefficients, share = self.coefficients(image, 1.0 - mask.float())
+        guess = self.mean.float() + coefficients @ self.basis.float()  # (B, N)
+        guess = guess.view(-1, 3, self.size, self.size)  # (B, 3, S, S)
+        cells = F.adaptive_avg_pool2d(image * (1.0 - mask.float()), guess.shape[-2:]) / share.clamp_min(1e-6)
+        squared = ((guess - cells) ** 2 * share).sum(dim=(1, 2, 3)) / (3 * share.sum(dim=(1, 2, 3)))
+        return guess, cells, share, squared.clamp_min(0.0).sqrt()
+
     def fit(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The prior's face for the frame, fitted to the pixels where `mask` is 0, and how well it fits them.
+        """The prior's face for the frame, fitted to the pixels where `mask` is 0 (and sharpened by the refiner when
+        there is one), and how well the PCA fits them.
 
         Computed in float32 whatever the input dtype (the normal equations need it).
 
@@ -101,21 +189,16 @@ class FacePrior(nn.Module):
             mask: (B, 1, H, W), 1 = hole.
 
         Returns:
-            (face, residual): the face (B, 3, H, W) in [-1, 1], and the root-mean-square error (B,) of the fitted
-            face on the known grid cells (weighted by their known share), in units of [-1, 1] images: about
-            0.12-0.25 for an aligned face (celebahq_eval256, faces128), 0.3 and more when the frame is not one.
+            (face, residual): the face (B, 3, H, W) in [-1, 1] and the PCA fit's residual (B,) (see `fit_grid`).
         """
         # no bf16/fp16 autocast for the normal equations (the meta device, which sizes models, has no autocast)
         with contextlib.nullcontext() if image.is_meta else torch.autocast(image.device.type, enabled=False):
-            image = image.float()
-            coefficients, weights = self.coefficients(image, 1.0 - mask.float())
-            grid = self.mean.float() + coefficients @ self.basis.float()  # (B, N)
-            grid = grid.view(-1, 3, self.size, self.size)  # (B, 3, S, S)
-            known = image * (1.0 - mask.float())
-            cells = F.adaptive_avg_pool2d(known, grid.shape[-2:]) / weights.clamp_min(1e-6)  # (B, 3, S, S)
-            squared = ((grid - cells) ** 2 * weights).sum(dim=(1, 2, 3)) / (3 * weights.sum(dim=(1, 2, 3)))
-            face = F.interpolate(grid, size=image.shape[-2:], mode="bicubic", align_corners=False)
-        return face.clamp(-1.0, 1.0), squared.clamp_min(0.0).sqrt()
+            guess, cells, share, residual = self.fit_grid(image, mask)
+            if self.refiner is not None:  # in its own dtype (a bf16 model's refiner is bf16)
+                dtype = self.refiner.head.weight.dtype
+                guess = self.refiner(cells.to(dtype), share.to(dtype), guess.to(dtype)).float()  # (B, 3, S, S)
+            face = F.interpolate(guess, size=image.shape[-2:], mode="bicubic", align_corners=False)
+        return face.clamp(-1.0, 1.0), residual
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The prior's face for the frame: (B, 3, H, W) in [-1, 1], fitted to the pixels where `mask` is 0."""
@@ -225,11 +308,21 @@ def save_fit(path: str | os.PathLike, mean: torch.Tensor, basis: torch.Tensor, v
     save_safetensors_atomic({"mean": mean, "basis": basis, "variance": variance}, Path(path), metadata=metadata)
 
 
+def refiner_width(path: str | os.PathLike) -> int:
+    """First-level channels of the `PriorRefiner` in a prior file (`scripts/train_prior_refiner.py --export`); 0 when
+    the file holds a PCA only."""
+    state = read_state_dict(path, "face prior")
+    head = state.get("refiner.head.weight")
+    return 0 if head is None else int(head.shape[1])
+
+
 def load_fit_file(prior: FacePrior, path: str | os.PathLike) -> None:
-    """Load a file written by `save_fit` into `prior`, checking that its grid and component count fit.
+    """Load a file written by `save_fit` (or by `scripts/train_prior_refiner.py --export`, with a refiner) into
+    `prior`, checking that its grid and component count fit and, strictly, that it holds the refiner `prior` has.
 
     Raises:
-        CheckpointError: Unreadable, missing tensors, or a PCA of another grid or with fewer components.
+        CheckpointError: Unreadable, missing or unexpected tensors, or a PCA of another grid or with fewer
+            components.
     """
     state = read_state_dict(path, "face prior")
     missing = [key for key in PRIOR_KEYS if key not in state]
@@ -243,4 +336,16 @@ def load_fit_file(prior: FacePrior, path: str | os.PathLike) -> None:
         )
     if basis.shape[0] < prior.components or variance.shape[0] < prior.components:
         raise CheckpointError(f"face prior file {path} has {basis.shape[0]} components, the model needs {prior.components}")
+    refiner = {key.removeprefix("refiner."): value for key, value in state.items() if key.startswith("refiner.")}
+    if prior.refiner is None and refiner:
+        raise CheckpointError(f"face prior file {path} holds a refiner the model has none of")
+    if prior.refiner is not None:
+        expected = prior.refiner.state_dict()
+        wrong = sorted(set(expected) ^ set(refiner))
+        if wrong:
+            raise CheckpointError(f"face prior file {path}: refiner keys missing or unexpected: {', '.join(wrong[:5])}")
+        bad = [key for key in expected if expected[key].shape != refiner[key].shape]
+        if bad:
+            raise CheckpointError(f"face prior file {path}: refiner tensors of the wrong shape: {', '.join(bad[:5])}")
+        prior.refiner.load_state_dict(refiner)
     prior.load_fit(mean, basis, variance)

@@ -1,0 +1,217 @@
+"""Train the face prior's `PriorRefiner`: from the gappy-PCA guess to a sharp face on the prior's grid.
+
+    python scripts/train_prior_refiner.py "../shared/data/faces128/train-*.parquet" runs/prior-refiner \
+        [--prior msl-face] [--steps 6000] [--resume latest]
+    python scripts/train_prior_refiner.py ... --export runs/face-prior-refined.safetensors   # no training
+
+The PCA (mean, basis, variance) is taken from `--prior` (a model with a face prior, e.g. the shipped msl-face, or a
+file from `scripts/fit_face_prior.py`) and stays fixed; only the refiner learns. Each step draws faces (flipped and
+zoomed by up to 12 %), a training mask each (`masks.face_mix_mask`: face-part boxes, thick masks, strokes), fits the
+PCA to the known pixels exactly as inference does (`FacePrior.fit_grid`), and trains the refiner to give back the
+real face on the grid: L1 (the hole's cells weighted 6×) plus a hinge loss against a spectral-norm patch
+discriminator, which is what makes it draw eyes and mouths instead of their posterior mean. An exponential moving
+average of the refiner is what gets exported. Checkpoints go to OUT/checkpoint.pt (written to a temporary file, then
+renamed) every --save-every steps; `--resume latest` continues from it. `--export FILE` writes the PCA and the EMA
+refiner into one safetensors file for `scripts/export_shipped_model.py --prior FILE`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hf_faceinpaint.data import DatasetSpecError, load_fixed_set
+from hf_faceinpaint.masks import face_mix_mask
+from hf_faceinpaint.models.discriminator import PatchDiscriminator
+from hf_faceinpaint.models.hub import CheckpointError, read_state_dict, save_safetensors_atomic
+from hf_faceinpaint.models.prior import FacePrior, load_fit_file
+from hf_faceinpaint.models.registry import load_model
+
+RESOLUTION = 128  # the faces and masks are drawn at this side, then area-pooled to the prior's grid
+ZOOM = 0.88  # faces are cropped to a random square of at least this share of the side (scale augmentation)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset", help="training faces: Parquet file/glob, image folder, .txt list or Hub id")
+    parser.add_argument("out", type=Path, help="run folder (checkpoint.pt, log.csv)")
+    parser.add_argument("--prior", default="msl-face",
+                        help="where the PCA comes from: a model with a face prior, or a fit_face_prior.py file")
+    parser.add_argument("--components", type=int, default=200,
+                        help="PCA components to keep, with a file --prior (default 200)")
+    parser.add_argument("--ridge", type=float, default=5.0, help="ridge weight, with a file --prior")
+    parser.add_argument("--width", type=int, default=32, help="the refiner's first-level channels")
+    parser.add_argument("--steps", type=int, default=6000, help="total steps (a resumed run continues to it)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate of both networks")
+    parser.add_argument("--hole-weight", type=float, default=6.0, help="L1 weight of the hole's cells")
+    parser.add_argument("--adv-weight", type=float, default=0.05, help="weight of the adversarial loss")
+    parser.add_argument("--ema", type=float, default=0.999, help="decay of the exported moving average")
+    parser.add_argument("--limit", type=int, default=0, help="use only the first N faces (0 = all)")
+    parser.add_argument("--save-every", type=int, default=250)
+    parser.add_argument("--log-every", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    parser.add_argument("--resume", choices=["latest"], help="continue from OUT/checkpoint.pt")
+    parser.add_argument("--export", type=Path, help="write the PCA and the EMA refiner to this .safetensors file, "
+                        "from OUT/checkpoint.pt, and exit")
+    args = parser.parse_args(argv)
+    if args.export is not None and args.export.suffix != ".safetensors":
+        parser.error("--export needs a .safetensors file")
+    return args
+
+
+def build_prior(args: argparse.Namespace) -> FacePrior:
+    """The fixed PCA of `args.prior` with a fresh refiner."""
+    if str(args.prior).endswith(".safetensors"):
+        try:
+            size = math.isqrt(read_state_dict(args.prior, "face prior")["mean"].numel() // 3)  # an RGB size² grid
+            pca = FacePrior(size, args.components, args.ridge)
+            load_fit_file(pca, args.prior)
+        except (CheckpointError, KeyError) as err:
+            raise SystemExit(f"error: {args.prior} is not a face prior file: {err}") from err
+    else:
+        pca = load_model(args.prior).prior
+        if pca is None:
+            raise SystemExit(f"error: model {args.prior} has no face prior")
+    prior = FacePrior(pca.size, pca.components, pca.ridge, refiner_width=args.width)
+    prior.load_fit(pca.mean.float(), pca.basis.float(), pca.variance.float())
+    prior.requires_grad_(False)
+    prior.refiner.requires_grad_(True)
+    return prior
+
+
+def augment(faces: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Random flips and zooms of (B, 3, R, R) uint8 faces; returns float in [-1, 1]."""
+    out = []
+    for face in faces:
+        side = int(rng.integers(round(ZOOM * RESOLUTION), RESOLUTION + 1))
+        top, left = (int(rng.integers(0, RESOLUTION - side + 1)) for _ in range(2))
+        crop = face[None, :, top : top + side, left : left + side].float()
+        crop = F.interpolate(crop, size=RESOLUTION, mode="bilinear", antialias=True, align_corners=False)
+        out.append(crop.flip(-1) if rng.random() < 0.5 else crop)
+    return torch.cat(out) / 127.5 - 1.0  # (B, 3, R, R)
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """torch.save to a temporary file renamed into place (a killed run never leaves half a checkpoint)."""
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def export(prior: FacePrior, refiner_state: dict, path: Path) -> None:
+    prior.refiner.load_state_dict(refiner_state)
+    tensors = {key: value.float().contiguous() for key, value in prior.state_dict().items()}
+    save_safetensors_atomic(tensors, path, metadata={"size": str(prior.size), "refiner_width": str(
+        prior.refiner.head.weight.shape[1])})
+    print(f"wrote {path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = args.out / "checkpoint.pt"
+    prior = build_prior(args)
+    refiner = prior.refiner
+    discriminator = PatchDiscriminator(in_channels=4, widths=(64, 128, 256))
+    opt_g = torch.optim.Adam(refiner.parameters(), lr=args.lr, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=args.lr, betas=(0.5, 0.999))
+    ema = copy.deepcopy(refiner).requires_grad_(False)
+    step = 0
+    if args.resume or args.export:
+        if not checkpoint_path.exists():
+            raise SystemExit(f"error: no checkpoint at {checkpoint_path}")
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)  # our own tensors, no pickle code
+        refiner.load_state_dict(state["refiner"])
+        ema.load_state_dict(state["ema"])
+        discriminator.load_state_dict(state["discriminator"])
+        opt_g.load_state_dict(state["opt_g"])
+        opt_d.load_state_dict(state["opt_d"])
+        step = int(state["step"])
+        print(f"resumed at step {step}")
+    if args.export:
+        export(prior, ema.state_dict(), args.export)
+        return 0
+
+    start = time.perf_counter()
+    try:
+        faces = load_fixed_set(args.dataset, args.limit or 10**9, RESOLUTION)  # (M, 3, R, R) in [-1, 1]
+    except DatasetSpecError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    faces = ((faces + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)  # a quarter of the memory
+    print(f"{len(faces)} faces loaded in {time.perf_counter() - start:.0f} s")
+    log = open(args.out / "log.csv", "a")
+    grid = prior.size
+    refiner.train()
+    tick, seen = time.perf_counter(), 0
+    while step < args.steps:
+        rng = np.random.default_rng([args.seed, step])  # a resumed run draws what the uninterrupted one would
+        real = augment(faces[torch.from_numpy(rng.integers(0, len(faces), args.batch_size))], rng)
+        hole = torch.from_numpy(np.stack([face_mix_mask(RESOLUTION, rng) for _ in range(args.batch_size)]))
+        hole = hole[:, None].float()  # (B, 1, R, R)
+        with torch.no_grad():
+            guess, cells, share, _ = prior.fit_grid(real, hole)  # (B, 3, S, S) ×2, (B, 1, S, S)
+            target = F.adaptive_avg_pool2d(real, grid)  # (B, 3, S, S)
+        missing = 1.0 - share  # (B, 1, S, S) the hole's share of each cell
+
+        face = refiner(cells, share, guess)  # (B, 3, S, S)
+        fake = share * cells + missing * face  # the refined face composited into the known cells
+
+        # discriminator: hinge loss, real faces vs composited fills, with the hole as a fourth channel
+        d_real = discriminator(target, missing)
+        d_fake = discriminator(fake.detach(), missing)
+        loss_d = F.relu(1.0 - d_real).mean() + F.relu(1.0 + d_fake).mean()
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+
+        # refiner: L1 (the hole's cells weighted) plus the hinge generator loss
+        error = (face - target).abs()
+        l1_hole = (error * missing).sum() / (3 * missing.sum()).clamp_min(1.0)
+        l1_all = error.mean()
+        adv = -discriminator(fake, missing).mean()
+        loss_g = args.hole_weight * l1_hole + l1_all + args.adv_weight * adv
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        with torch.no_grad():
+            for average, live in zip(ema.parameters(), refiner.parameters()):
+                average.lerp_(live, 1.0 - args.ema)
+            for average, live in zip(ema.buffers(), refiner.buffers()):
+                average.copy_(live)
+        step += 1
+        seen += args.batch_size
+
+        if step % args.log_every == 0:
+            rate = seen / (time.perf_counter() - tick)
+            tick, seen = time.perf_counter(), 0
+            line = f"{step},{l1_hole.item():.4f},{l1_all.item():.4f},{adv.item():.3f},{loss_d.item():.3f},{rate:.1f}"
+            print(f"step {step}: l1_hole {l1_hole.item():.4f} l1 {l1_all.item():.4f} adv {adv.item():.3f} "
+                  f"d {loss_d.item():.3f} ({rate:.1f} img/s)", flush=True)
+            log.write(line + "\n")
+            log.flush()
+        if step % args.save_every == 0 or step == args.steps:
+            save_checkpoint(checkpoint_path, {
+                "refiner": refiner.state_dict(), "ema": ema.state_dict(),
+                "discriminator": discriminator.state_dict(), "opt_g": opt_g.state_dict(),
+                "opt_d": opt_d.state_dict(), "step": step,
+            })
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
