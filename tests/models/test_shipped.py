@@ -13,7 +13,15 @@ from safetensors import safe_open
 
 from hf_faceinpaint import MSLInpainter
 from hf_faceinpaint.evaluation.runner import EvalConfig, evaluate
-from hf_faceinpaint.models.registry import DEFAULT_MODEL, load_model, preset_config, shipped_checkpoint
+from hf_faceinpaint.models import base
+from hf_faceinpaint.models.registry import (
+    DEFAULT_MODEL,
+    MODEL_CACHE,
+    load_model,
+    load_pretrained,
+    preset_config,
+    shipped_checkpoint,
+)
 
 MAX_BYTES = 20 * 1024 * 1024
 
@@ -49,6 +57,29 @@ def test_default_model_loads_strictly_in_float32(folder: Path) -> None:
     with torch.inference_mode():
         out = model(image, mask)  # (1, 3, 128, 128)
     assert out.shape == image.shape and torch.isfinite(out).all()
+
+
+def test_only_the_shipped_model_is_loaded_without_sizing_it_first(folder: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The size count on the meta device (against hostile configs) costs about 80 MiB for the rest of the process;
+    the package's own checkpoint skips it (its size is the test above), every other folder or repo does not."""
+    def refuse(*args: object) -> None:
+        raise AssertionError("sized on the meta device")
+
+    monkeypatch.setattr(base, "_activation_bytes", refuse)
+    MODEL_CACHE.clear()
+    try:
+        assert isinstance(load_model(DEFAULT_MODEL), MSLInpainter)
+        copy = tmp_path / "copy"
+        copy.mkdir()
+        for path in folder.iterdir():
+            (copy / path.name).write_bytes(path.read_bytes())
+        with pytest.raises(AssertionError, match="sized on the meta device"):
+            load_model(str(copy))
+        with pytest.raises(AssertionError, match="sized on the meta device"):
+            load_pretrained(folder)  # sized unless told otherwise
+    finally:
+        MODEL_CACHE.clear()
 
 
 def test_model_card_ships_with_the_package() -> None:

@@ -74,8 +74,9 @@ class HubModelMixin(PyTorchModelHubMixin):
     config: Any
 
     @classmethod
-    def checked_config(cls, values: Any) -> Any:
-        """The config to build the model with from `config.json`'s values; subclasses check them here."""
+    def checked_config(cls, values: Any, size: bool = True) -> Any:
+        """The config to build the model with from `config.json`'s values; subclasses check them here (and, with
+        `size`, that the model is not too large to build)."""
         return values
 
     @classmethod
@@ -118,12 +119,13 @@ class HubModelMixin(PyTorchModelHubMixin):
         token: str | bool | None,
         map_location: str = "cpu",
         strict: bool = True,
+        check_size: bool = True,
         **model_kwargs: Any,
     ) -> T:
         if not strict:
             raise ValueError("hf-faceinpaint models always load strictly")
         try:  # every config value checked, and the model's size bounded, before anything is built
-            model_kwargs["config"] = cls.checked_config(model_kwargs.get("config"))
+            model_kwargs["config"] = cls.checked_config(model_kwargs.get("config"), size=check_size)
         except (TypeError, ValueError) as err:
             raise CheckpointError(f"{CONFIG_NAME} of {model_id!r} is not a valid {cls.__name__} config: {err}") from err
         model = cls(**model_kwargs)

@@ -104,8 +104,9 @@ def model_class_for(config: dict[str, Any]) -> type:
     return fitting[0]
 
 
-def load_pretrained(path_or_repo: str | os.PathLike) -> nn.Module:
-    """Load a directory written by `save_pretrained` (or a Hub repo id) with the class its config.json names."""
+def load_pretrained(path_or_repo: str | os.PathLike, check_size: bool = True) -> nn.Module:
+    """Load a directory written by `save_pretrained` (or a Hub repo id) with the class its config.json names.
+    `check_size=False` (the package's own shipped checkpoints only) skips the model-size count of `checked_config`."""
     name = os.fspath(path_or_repo)
     if os.path.isdir(name):
         folder: Path | None = Path(name)
@@ -115,8 +116,8 @@ def load_pretrained(path_or_repo: str | os.PathLike) -> nn.Module:
     if folder is None or not (folder / CONFIG_NAME).is_file():
         # No config to choose a class by: from_pretrained raises the same clear error for every class
         # (a file instead of a folder, no config.json, not a repo id, offline).
-        return default.from_pretrained(name)
-    return model_class_for(read_config(folder / CONFIG_NAME)).from_pretrained(name)
+        return default.from_pretrained(name, check_size=check_size)
+    return model_class_for(read_config(folder / CONFIG_NAME)).from_pretrained(name, check_size=check_size)
 
 
 
@@ -229,14 +230,14 @@ def resolve_model(
         folder = shipped_checkpoint(name)
         if folder is None:
             raise FileNotFoundError(f"the trained checkpoint {name!r} is not part of this installation")
-        source, target = f"shipped checkpoint: {folder}", folder
+        source, target, trusted = f"shipped checkpoint: {folder}", folder, True
     elif os.path.isdir(name):
-        source, target = f"local directory: {Path(name).resolve()}", Path(name)
+        source, target, trusted = f"local directory: {Path(name).resolve()}", Path(name), False
     else:
-        source, target = f"Hugging Face Hub repo: {name}", name
+        source, target, trusted = f"Hugging Face Hub repo: {name}", name, False
 
-    def load() -> nn.Module:
-        return load_pretrained(target).to(device=torch_device, dtype=dtype).eval()
+    def load() -> nn.Module:  # the package's own weights are not sized first (tests/models/test_shipped.py does)
+        return load_pretrained(target, check_size=not trusted).to(device=torch_device, dtype=dtype).eval()
 
     # a local folder's key includes its weights' modification time, so a rewritten checkpoint is loaded afresh
     weights = Path(target) / "model.safetensors"
