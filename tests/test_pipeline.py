@@ -12,9 +12,12 @@ from PIL import Image, ImageCms
 
 from hf_faceinpaint import ClassicInpainter, MSLInpainter
 from hf_faceinpaint.models.registry import load_model
+from hf_faceinpaint.images import example_image_path, example_mask_path, image_array, load_image, load_mask
 from hf_faceinpaint.pipeline import (
+    FRAME_BAND,
     crop_box,
     extract_crop,
+    face_frames,
     fill_hole,
     hole_window,
     inpaint,
@@ -125,6 +128,27 @@ def test_resize_mask_keeps_every_hole_pixel(source: int, side: int) -> None:
     y, x = np.nonzero(small)
     scale = side / source
     assert y.min() <= (source // 2) * scale <= y.max() + 1 and x.min() <= (source // 3) * scale <= x.max() + 1
+
+
+def test_a_hole_on_a_face_is_completed_in_the_faces_frame(tiny: MSLInpainter) -> None:
+    photo = image_array(load_image(example_image_path()))  # 512², larger than the working frame
+    mask = load_mask(example_mask_path(), (512, 512))  # mouth and cheeks, running out of the face's frame
+    (frame,) = face_frames([photo], [mask])
+    left, top, side = frame
+    assert 0 <= left and 0 <= top and left + side <= 512 and top + side <= 512
+    result = inpaint_arrays(tiny, [photo], [mask])[0]
+    np.testing.assert_array_equal(result[~mask], photo[~mask])
+    # inside the frame, away from its edges, the fill is the one the frame alone gets (as a photo seen whole)
+    alone = inpaint_arrays(tiny, [extract_crop(photo, frame)], [extract_crop(mask, frame)])[0]
+    band = round(FRAME_BAND * side)
+    inner = np.s_[top + band : top + side - band, left + band : left + side - band]
+    np.testing.assert_array_equal(result[inner], alone[band:-band, band:-band])
+    # without face framing the hole is cropped around, as before
+    unframed = inpaint_arrays(tiny, [photo], [mask], face_framing=False)[0]
+    np.testing.assert_array_equal(unframed[~mask], photo[~mask])
+    assert not np.array_equal(unframed[inner], result[inner])
+    # a photo the network sees whole is not framed
+    assert face_frames([photo[::2, ::2]], [mask[::2, ::2]]) == [None]
 
 
 def test_list_input_matches_one_by_one(tiny: MSLInpainter) -> None:

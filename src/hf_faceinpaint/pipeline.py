@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from .faces import hole_face_frame
 from .images import ImageSource, image_array, load_image, load_mask
 from .io import frames_to_tensor, tensor_to_frames
 from .models.classic import ClassicInpainter
@@ -28,6 +29,9 @@ from .models.registry import Inpainter, load_model
 MAX_WORKING_SIDE = 256
 # A hole thicker than this share of its crop's side is completed coarse-to-fine (see `working_frame`).
 COARSE_THICKNESS = 0.1
+# A hole that runs out of a face's frame (`faces.hole_face_frame`) is filled again around the frame's edges, this
+# share of the frame's side deep (the face box lies 0.19 of the side inside the frame).
+FRAME_BAND = 0.125
 # The crop side is at least CONTEXT_FACTOR × the hole's bounding-box side (context around the hole) and at least
 # MIN_CROP_FRACTION × the image's shorter side (so a small hole on a face still shows most of the face).
 CONTEXT_FACTOR = 2.0
@@ -179,30 +183,36 @@ def hole_thickness(mask: np.ndarray) -> float:
     return 2.0 * float(distance.max())
 
 
-def working_frame(mask: np.ndarray, model: nn.Module) -> tuple[tuple[int, int, int], int, bool]:
+def working_frame(mask: np.ndarray, model: nn.Module,
+                  face: tuple[int, int, int] | None = None) -> tuple[tuple[int, int, int], int, bool]:
     """Where and at what size a network sees a photo's hole: the crop box, its working side, and whether the hole
     is completed coarse-to-fine.
 
-    The crop is at least the whole photo when the photo fits the working size (a face photo is then seen whole,
-    as in training, at native resolution), else at least `MIN_CROP_FRACTION` of its shorter side, and at least
-    `CONTEXT_FACTOR` times the hole. A crop smaller than its working size is grown to it (more context, no
-    resampling) where the photo allows. A hole thicker than `COARSE_THICKNESS` of a working frame larger than the
-    model's training resolution is completed there first (the scale the model learned faces at), and that result
-    guides the pass at the working size (models with a face prior as input).
+    A hole on a face (`face`, the face's training-style frame from `faces.hole_face_frame`) is seen in that frame,
+    resampled to its working size. Otherwise the crop is at least the whole photo when the photo fits the working
+    size (a face photo is then seen whole, as in training, at native resolution), else at least `MIN_CROP_FRACTION`
+    of its shorter side, and at least `CONTEXT_FACTOR` times the hole; a crop smaller than its working size is grown
+    to it (more context, no resampling) where the photo allows. A hole thicker than `COARSE_THICKNESS` of a working
+    frame larger than the model's training resolution is completed there first (the scale the model learned faces
+    at), and that result guides the pass at the working size (models with a face prior as input).
 
     Args:
-        mask: (H, W) bool, True = hole; must contain a hole pixel.
+        mask: (H, W) bool, True = hole; must contain a hole pixel (inside `face` when it is given).
         model: The network (its training resolution and size multiple bound the working size).
+        face: (left, top, side) of the face frame to use as the crop, or None.
 
     Returns:
         ((left, top, side), working side, coarse-to-fine).
     """
-    height, width = mask.shape
-    whole = max(height, width) if max(height, width) <= MAX_WORKING_SIDE else 0
-    box = crop_box(mask, max(round(MIN_CROP_FRACTION * min(height, width)), whole))
-    work = working_size(box[2], model)
-    if box[2] < work:
-        box = crop_box(mask, work)
+    if face is not None:
+        box, work = face, working_size(face[2], model)
+    else:
+        height, width = mask.shape
+        whole = max(height, width) if max(height, width) <= MAX_WORKING_SIDE else 0
+        box = crop_box(mask, max(round(MIN_CROP_FRACTION * min(height, width)), whole))
+        work = working_size(box[2], model)
+        if box[2] < work:
+            box = crop_box(mask, work)
     thick = hole_thickness(extract_crop(mask, box)) / box[2] > COARSE_THICKNESS
     coarse = thick and work > model.config.resolution and getattr(model, "takes_guide", False)
     return box, work, coarse
@@ -230,7 +240,7 @@ def predict(model: nn.Module, frames: np.ndarray, holes: np.ndarray, guides: np.
 
 
 def inpaint_arrays(model: Inpainter, images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
-                   batch_size: int = 8, in_place: bool = False) -> list[np.ndarray]:
+                   batch_size: int = 8, in_place: bool = False, face_framing: bool = True) -> list[np.ndarray]:
     """Fill the holes of (H, W, 3) uint8 images: the array form of `inpaint`, and what `evaluate` scores.
 
     Args:
@@ -239,6 +249,8 @@ def inpaint_arrays(model: Inpainter, images: Sequence[np.ndarray], masks: Sequen
         masks: (H, W) bool each, True = hole; each must contain a hole pixel.
         batch_size: Crops per forward pass (crops of the same working size and mode are batched).
         in_place: Fill the (writable) images themselves instead of copies (`inpaint` does, for large photos).
+        face_framing: Complete a hole on a face in a photo larger than the working frame in the face's
+            training-style frame (`face_frames`); False: always in a crop around the hole.
 
     Returns:
         (H, W, 3) uint8 each, equal to the input outside the mask.
@@ -251,8 +263,49 @@ def inpaint_arrays(model: Inpainter, images: Sequence[np.ndarray], masks: Sequen
             patch = model(np.ascontiguousarray(image[top:bottom, left:right]), mask[top:bottom, left:right])
             filled.append(fill_hole(image, patch, mask, left, top, in_place))
         return filled
-    plans = [working_frame(mask, model) for mask in masks]
-    results: list[np.ndarray | None] = [None] * len(images)
+    results = list(images) if in_place else [image.copy() for image in images]  # filled in place from here on
+    # Holes on a face in a photo the network cannot see whole: first the part of the hole inside the face's
+    # training-style frame, completed in that frame (in a view of the photo: filling it fills the photo) ...
+    views, view_masks, face_plans, rest = [], [], [], list(masks)
+    for i, frame in enumerate(face_frames(results, masks) if face_framing else []):
+        if frame is None:
+            continue
+        left, top, side = frame
+        y0, x0 = max(top, 0), max(left, 0)
+        views.append(results[i][y0 : top + side, x0 : left + side])
+        view_masks.append(masks[i][y0 : top + side, x0 : left + side])
+        face_plans.append(working_frame(view_masks[-1], model, (left - x0, top - y0, side)))
+        rest[i] = None
+        if np.count_nonzero(view_masks[-1]) < np.count_nonzero(masks[i]):
+            # ... then the rest of the hole, in a crop around it, with a band inside the frame's edges filled again
+            # so the two fills meet without a seam (a face's features lie inside the band)
+            band = round(FRAME_BAND * side)
+            rest[i] = masks[i].copy()
+            rest[i][max(top + band, 0) : top + side - band, max(left + band, 0) : left + side - band] = False
+    complete(model, views, view_masks, face_plans, batch_size)
+    todo = [i for i, mask in enumerate(rest) if mask is not None]
+    complete(model, [results[i] for i in todo], [rest[i] for i in todo], [working_frame(rest[i], model) for i in todo],
+             batch_size)
+    return results
+
+
+def face_frames(images: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> list[tuple[int, int, int] | None]:
+    """The face frame (`faces.hole_face_frame`) of each photo larger than `MAX_WORKING_SIDE` whose hole is on a
+    face and reaches into that frame; None for the others (they are seen as a whole or cropped around the hole)."""
+    frames = []
+    for image, mask in zip(images, masks):
+        frame = hole_face_frame(image, mask) if max(mask.shape) > MAX_WORKING_SIDE else None
+        if frame is not None:
+            left, top, side = frame
+            frame = frame if mask[max(top, 0) : top + side, max(left, 0) : left + side].any() else None
+        frames.append(frame)
+    return frames
+
+
+def complete(model: nn.Module, images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
+             plans: Sequence[tuple[tuple[int, int, int], int, bool]], batch_size: int) -> None:
+    """Fill each (writable) image's hole in place with a network, as planned by `working_frame` (crops of the same
+    working size and mode are batched)."""
     for work, coarse in sorted({plan[1:] for plan in plans}):
         same = [i for i, plan in enumerate(plans) if plan[1:] == (work, coarse)]
         for start in range(0, len(same), batch_size):
@@ -267,8 +320,7 @@ def inpaint_arrays(model: Inpainter, images: Sequence[np.ndarray], masks: Sequen
                                 np.stack([resize_mask(h, side) for h in holes]))
                 guides = np.stack([resize_image(out, work) for out in small])  # (B, S, S, 3)
             for out, i, (left, top, side) in zip(predict(model, crops, holes, guides), chunk, boxes):
-                results[i] = fill_hole(images[i], resize_image(out, side), masks[i], left, top, in_place)
-    return results
+                fill_hole(images[i], resize_image(out, side), masks[i], left, top, in_place=True)
 
 
 def inpaint(
@@ -278,6 +330,7 @@ def inpaint(
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
     batch_size: int = 8,
+    face_framing: bool = True,
 ) -> Image.Image | list[Image.Image]:
     """Fill the masked region of a face photo (or of a list of them).
 
@@ -289,6 +342,8 @@ def inpaint(
         device: Device to run a neural model on (default: where the model is; CPU for loaded checkpoints).
         dtype: Floating dtype for a neural model (default: keep the model's).
         batch_size: Crops per forward pass when inpainting a list.
+        face_framing: A neural model completes a hole on a face in a photo larger than its working frame in a crop
+            that frames the face as its training faces were framed (see `inpaint_arrays`).
 
     Returns:
         An RGB PIL image the size of the input (a list of them for list input), carrying the input's RGB ICC
@@ -311,7 +366,7 @@ def inpaint(
         frames.append(image_array(picture))  # (H, W, 3) uint8, ours: filled in place
         del picture
         masks.append(load_mask(mask_src, (frames[-1].shape[1], frames[-1].shape[0])))
-    filled = inpaint_arrays(inpainter, frames, masks, batch_size, in_place=True)
+    filled = inpaint_arrays(inpainter, frames, masks, batch_size, in_place=True, face_framing=face_framing)
     del frames, masks
     results = []
     while filled:

@@ -1,0 +1,62 @@
+"""Face framing: the cascade finds the bundled portrait's face (also with its mouth painted over), the frame puts the
+face where training faces have it, and a hole off the face gets no frame."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hf_faceinpaint.faces import FACE_CENTRE, FACE_WIDTH, detect_faces, face_frame, hole_face_frame
+from hf_faceinpaint.images import example_image_path, example_mask_path, image_array, load_image, load_mask
+
+# The astronaut's face in the bundled 512² portrait, measured by eye: forehead to chin rows 60-170, cols 175-275.
+FACE_ROWS, FACE_COLS = (60, 170), (175, 275)
+
+
+@pytest.fixture(scope="module")
+def portrait() -> tuple[np.ndarray, np.ndarray]:
+    image = image_array(load_image(example_image_path()))
+    return image, load_mask(example_mask_path(), (image.shape[1], image.shape[0]))
+
+
+def _centre_on_face(box: tuple[int, int, int]) -> bool:
+    left, top, side = box
+    return FACE_ROWS[0] < top + side / 2 < FACE_ROWS[1] and FACE_COLS[0] < left + side / 2 < FACE_COLS[1]
+
+
+@pytest.mark.parametrize("painted", [False, True])
+def test_the_portraits_face_is_found_with_and_without_its_mouth(portrait, painted: bool) -> None:
+    image, mask = portrait
+    faces = detect_faces(image, mask if painted else np.zeros_like(mask))
+    assert len(faces) >= 1 and _centre_on_face(faces[0])
+    assert 70 <= faces[0][2] <= 130  # about the face's width
+
+
+def test_noise_has_no_face() -> None:
+    noise = np.random.default_rng(0).integers(0, 256, (400, 600, 3), dtype=np.uint8)
+    assert detect_faces(noise, np.zeros((400, 600), bool)) == []
+
+
+def test_a_large_photo_is_searched_at_the_detection_size(portrait) -> None:
+    image, mask = portrait
+    big = np.repeat(np.repeat(image, 3, axis=0), 3, axis=1)  # 1536², the face three times larger
+    (left, top, side), *_ = detect_faces(big, np.repeat(np.repeat(mask, 3, axis=0), 3, axis=1))
+    assert _centre_on_face((left // 3, top // 3, side // 3))
+
+
+def test_face_frame_puts_the_box_where_training_faces_have_it() -> None:
+    frame = 300
+    side = round(FACE_WIDTH * frame)
+    box = (round(40 + FACE_CENTRE[0] * frame - side / 2), round(-10 + FACE_CENTRE[1] * frame - side / 2), side)
+    left, top, got = face_frame(box)
+    assert got == pytest.approx(frame, abs=1) and left == pytest.approx(40, abs=1) and top == pytest.approx(-10, abs=1)
+
+
+def test_a_hole_on_the_face_gets_its_frame_and_a_hole_off_it_none(portrait) -> None:
+    image, mask = portrait
+    left, top, side = hole_face_frame(image, mask)
+    assert _centre_on_face((left, top, side)) and 120 <= side <= 210
+    assert mask[top : top + side, left : left + side].any()
+    off_face = np.zeros_like(mask)
+    off_face[420:480, 20:80] = True  # the suit's sleeve
+    assert hole_face_frame(image, off_face) is None
