@@ -291,15 +291,9 @@ def inpaint_arrays(model: Inpainter, images: Sequence[np.ndarray], masks: Sequen
 
 def face_frames(images: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> list[tuple[int, int, int] | None]:
     """The face frame (`faces.hole_face_frame`) of each photo larger than `MAX_WORKING_SIDE` whose hole is on a
-    face and reaches into that frame; None for the others (they are seen as a whole or cropped around the hole)."""
-    frames = []
-    for image, mask in zip(images, masks):
-        frame = hole_face_frame(image, mask) if max(mask.shape) > MAX_WORKING_SIDE else None
-        if frame is not None:
-            left, top, side = frame
-            frame = frame if mask[max(top, 0) : top + side, max(left, 0) : left + side].any() else None
-        frames.append(frame)
-    return frames
+    face; None for the others (they are seen whole or cropped around the hole)."""
+    return [hole_face_frame(image, mask) if max(mask.shape) > MAX_WORKING_SIDE else None
+            for image, mask in zip(images, masks)]
 
 
 def complete(model: nn.Module, images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
