@@ -10,7 +10,8 @@ the networks are also timed in bf16 and reported as images/s.
 
 A second table times the whole `inpaint()` call as a user makes it (PIL photo and mask in, PIL image out: crop,
 working size, the default model's face prior and network, paste-back) on photos of each `--photo-sides`, next to
-OpenCV Telea through the same call. The default model is loaded (and cached) before timing.
+OpenCV Telea through the same call, and the same for the README demo (the bundled 512² example photo and its mask).
+The default model is loaded (and cached) before timing.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torch
 from PIL import Image
 
 from hf_faceinpaint import ClassicInpainter, inpaint, list_presets
-from hf_faceinpaint.images import example_image_path
+from hf_faceinpaint.images import example_image_path, example_mask_path
 from hf_faceinpaint.models.registry import from_preset, preset_config, resolve_model
 from hf_faceinpaint.profiling import count_parameters, gflops_per_image
 
@@ -88,14 +89,17 @@ def bench_classic(method: str, resolution: int, repeats: int) -> dict[str, str]:
             "ms/img b1": f"{ms:.1f}", "ms/img b8": f"{ms:.1f}"}
 
 
-def bench_inpaint(spec: str, side: int, repeats: int) -> dict[str, str]:
+def bench_inpaint(spec: str | None, side: int | None, repeats: int) -> dict[str, str]:
     """Median ms of one `inpaint()` call on a side² photo (a CelebA-HQ face or the example, upscaled) with a
-    20-30 % NVIDIA mask (or a rectangle)."""
-    images, masks = load_inputs(side, 1)
-    photo, hole = Image.fromarray(images[0]), Image.fromarray(masks[0])
+    20-30 % NVIDIA mask (or a rectangle); side None: the bundled example photo with its own mask (the README demo)."""
+    if side is None:
+        photo, hole, label = Image.open(example_image_path()), Image.open(example_mask_path()), "demo"
+    else:
+        images, masks = load_inputs(side, 1)
+        photo, hole, label = Image.fromarray(images[0]), Image.fromarray(masks[0]), f"{side}²"
     resolved = resolve_model(spec)
     ms = median_ms(lambda: inpaint(photo, hole, model=resolved.model), repeats)
-    return {"method": resolved.name, "photo": f"{side}²", "ms per inpaint()": f"{ms:.0f}"}
+    return {"method": resolved.name, "photo": label, "ms per inpaint()": f"{ms:.0f}"}
 
 
 def print_table(rows: list[dict[str, str]]) -> None:
@@ -124,7 +128,7 @@ def main() -> None:
     print_table(rows)
     print()
     sides = [int(side) for side in args.photo_sides.split(",") if side]
-    print_table([bench_inpaint(spec, side, args.repeats) for side in sides for spec in (None, "telea")])
+    print_table([bench_inpaint(spec, side, args.repeats) for side in [*sides, None] for spec in (None, "telea")])
 
 
 if __name__ == "__main__":

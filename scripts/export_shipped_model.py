@@ -26,7 +26,7 @@ import torch
 
 from hf_faceinpaint.io import atomic_path
 from hf_faceinpaint.models.hub import CONFIG_NAME, WEIGHTS_NAME, CheckpointError
-from hf_faceinpaint.models.prior import load_fit_file, refiner_width
+from hf_faceinpaint.models.prior import load_fit_file, refiner_fine, refiner_width
 from hf_faceinpaint.models.registry import load_pretrained
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "src" / "hf_faceinpaint" / "weights" / "msl-face"
@@ -50,7 +50,7 @@ def with_prior(model: torch.nn.Module, args: argparse.Namespace) -> torch.nn.Mod
     config = dataclasses.replace(
         model.config, prior_components=args.prior_components, prior_ridge=args.prior_ridge, prior_input=False,
         prior_blend=args.prior_blend, prior_blend_ramp=args.prior_blend_ramp, prior_detail=args.prior_detail,
-        prior_refiner_width=refiner_width(args.prior),
+        prior_refiner_width=refiner_width(args.prior), prior_refiner_fine=refiner_fine(args.prior),
     )
     combined = type(model)(config)
     result = combined.load_state_dict(model.state_dict(), strict=False)

@@ -8,11 +8,13 @@ The PCA (mean, basis, variance) is taken from `--prior` (a model with a face pri
 file from `scripts/fit_face_prior.py`) and stays fixed; only the refiner learns. Each step draws faces (flipped and
 zoomed by up to 12 %), a training mask each (`masks.face_mix_mask`: face-part boxes, thick masks, strokes), fits the
 PCA to the known pixels exactly as inference does (`FacePrior.fit_grid`), and trains the refiner to give back the
-real face on the grid: L1 (the hole's cells weighted 6×) plus a hinge loss against a spectral-norm patch
+real face on the grid (with `--fine`, on a grid twice as fine, from the known pixels there too: see
+`PriorRefiner`): L1 (the hole's cells weighted 6×) plus a hinge loss against a spectral-norm patch
 discriminator, which is what makes it draw eyes and mouths instead of their posterior mean. An exponential moving
 average of the refiner is what gets exported. Checkpoints go to OUT/checkpoint.pt (written to a temporary file, then
 renamed) every --save-every steps; `--resume latest` continues from it. `--export FILE` writes the PCA and the EMA
-refiner into one safetensors file for `scripts/export_shipped_model.py --prior FILE`.
+refiner into one safetensors file for `scripts/export_shipped_model.py --prior FILE`. `--warm-start` begins from
+`--prior`'s own refiner (with `--fine`, its fine level starts as an upsampling of that refiner's face).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from hf_faceinpaint.data import DatasetSpecError, load_fixed_set
 from hf_faceinpaint.masks import face_mix_mask
 from hf_faceinpaint.models.discriminator import PatchDiscriminator
 from hf_faceinpaint.models.hub import CheckpointError, read_state_dict, save_safetensors_atomic
-from hf_faceinpaint.models.prior import FacePrior, load_fit_file
+from hf_faceinpaint.models.prior import FacePrior, known_cells, load_fit_file, refiner_fine, refiner_width
 from hf_faceinpaint.models.registry import load_model
 
 RESOLUTION = 128  # the faces and masks are drawn at this side, then area-pooled to the prior's grid
@@ -50,6 +52,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="PCA components to keep, with a file --prior (default 200)")
     parser.add_argument("--ridge", type=float, default=5.0, help="ridge weight, with a file --prior")
     parser.add_argument("--width", type=int, default=32, help="the refiner's first-level channels")
+    parser.add_argument("--fine", action="store_true", help="give the refiner its level at twice the grid's side")
+    parser.add_argument("--warm-start", action="store_true",
+                        help="start from --prior's refiner (of the same --width) instead of a fresh one")
     parser.add_argument("--steps", type=int, default=6000, help="total steps (a resumed run continues to it)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate of both networks")
@@ -71,11 +76,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def build_prior(args: argparse.Namespace) -> FacePrior:
-    """The fixed PCA of `args.prior` with a fresh refiner."""
+    """The fixed PCA of `args.prior` with a fresh refiner (or, with --warm-start, its own refiner's weights)."""
     if str(args.prior).endswith(".safetensors"):
         try:
             size = math.isqrt(read_state_dict(args.prior, "face prior")["mean"].numel() // 3)  # an RGB size² grid
-            pca = FacePrior(size, args.components, args.ridge)
+            pca = FacePrior(size, args.components, args.ridge, refiner_width(args.prior), refiner_fine(args.prior))
             load_fit_file(pca, args.prior)
         except (CheckpointError, KeyError) as err:
             raise SystemExit(f"error: {args.prior} is not a face prior file: {err}") from err
@@ -83,8 +88,20 @@ def build_prior(args: argparse.Namespace) -> FacePrior:
         pca = load_model(args.prior).prior
         if pca is None:
             raise SystemExit(f"error: model {args.prior} has no face prior")
-    prior = FacePrior(pca.size, pca.components, pca.ridge, refiner_width=args.width)
+    prior = FacePrior(pca.size, pca.components, pca.ridge, refiner_width=args.width, refiner_fine=args.fine)
     prior.load_fit(pca.mean.float(), pca.basis.float(), pca.variance.float())
+    if args.warm_start:
+        if pca.refiner is None:
+            raise SystemExit(f"error: --warm-start: {args.prior} has no refiner")
+        width = pca.refiner.head.weight.shape[1]
+        if width != args.width:
+            raise SystemExit(f"error: --warm-start: {args.prior}'s refiner has width {width}, it does not fit "
+                             f"--width {args.width}")
+        result = prior.refiner.load_state_dict(pca.refiner.state_dict(), strict=False)  # all but a new fine level
+        new = [key for key in result.missing_keys if not key.startswith(("fine.", "fine_head."))]
+        if result.unexpected_keys or new:
+            raise SystemExit(f"error: --warm-start: {args.prior}'s refiner does not fit this one: missing {new[:3]}, "
+                             f"unexpected {result.unexpected_keys[:3]}")
     prior.requires_grad_(False)
     prior.refiner.requires_grad_(True)
     return prior
@@ -155,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     faces = ((faces + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)  # a quarter of the memory
     print(f"{len(faces)} faces loaded in {time.perf_counter() - start:.0f} s")
     log = open(args.out / "log.csv", "a")
-    grid = prior.size
+    side = prior.size * (2 if args.fine else 1)  # the side of the refiner's face
     refiner.train()
     tick, seen = time.perf_counter(), 0
     while step < args.steps:
@@ -165,11 +182,13 @@ def main(argv: list[str] | None = None) -> int:
         hole = hole[:, None].float()  # (B, 1, R, R)
         with torch.no_grad():
             guess, cells, share, _ = prior.fit_grid(real, hole)  # (B, 3, S, S) ×2, (B, 1, S, S)
-            target = F.adaptive_avg_pool2d(real, grid)  # (B, 3, S, S)
-        missing = 1.0 - share  # (B, 1, S, S) the hole's share of each cell
+            # the known cells and the target on the output's grid (S, or 2S with --fine): (B, 3|1, side, side)
+            out_cells, out_share = known_cells(real, 1.0 - hole, side) if args.fine else (cells, share)
+            target = F.adaptive_avg_pool2d(real, side)
+        missing = 1.0 - out_share  # the hole's share of each cell
 
-        face = refiner(cells, share, guess)  # (B, 3, S, S)
-        fake = share * cells + missing * face  # the refined face composited into the known cells
+        face = refiner(cells, share, guess, *((out_cells, out_share) if args.fine else ()))  # (B, 3, side, side)
+        fake = out_share * out_cells + missing * face  # the refined face composited into the known cells
 
         # discriminator: hinge loss, real faces vs composited fills, with the hole as a fourth channel
         d_real = discriminator(target, missing)

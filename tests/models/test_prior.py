@@ -19,7 +19,9 @@ from hf_faceinpaint.models.prior import (
     fit_pca,
     gaussian_blur,
     hole_depth,
+    known_cells,
     load_fit_file,
+    refiner_fine,
     refiner_width,
     save_fit,
     transfer_structure,
@@ -27,14 +29,14 @@ from hf_faceinpaint.models.prior import (
 
 
 def random_prior(size: int = 16, components: int = 12, ridge: float = 0.5, seed: int = 0,
-                 refiner_width: int = 0) -> FacePrior:
+                 refiner_width: int = 0, refiner_fine: bool = False) -> FacePrior:
     """A prior fitted by `fit_pca` on random low-rank "faces" (orthonormal basis, decreasing variances)."""
     generator = torch.Generator().manual_seed(seed)
     pixels = 3 * size * size
     directions = torch.linalg.qr(torch.randn(pixels, components, generator=generator))[0]  # (N, K)
     scales = torch.linspace(0.3, 0.05, components)
     faces = (torch.randn(200, components, generator=generator) * scales) @ directions.T  # (M, N)
-    prior = FacePrior(size, components, ridge, refiner_width)
+    prior = FacePrior(size, components, ridge, refiner_width, refiner_fine)
     prior.load_fit(*fit_pca(faces.view(-1, 3, size, size).clamp(-1, 1), components, mirror=False))
     return prior
 
@@ -178,6 +180,7 @@ def test_a_blended_prior_is_not_an_input_and_gates_on_its_residual(tmp_path) -> 
         (dict(prior_blend=0.0), "unused"),
         (dict(prior_refiner_width=-1), "prior_refiner_width"),
         (dict(prior_components=0, prior_blend=0.0, prior_refiner_width=4), "prior_refiner_width needs a prior"),
+        (dict(prior_refiner_fine=True), "prior_refiner_fine needs a refiner"),
     ],
 )
 def test_blend_settings_are_checked(overrides: dict, match: str) -> None:
@@ -197,11 +200,42 @@ def test_the_refiner_corrects_the_pcas_face_on_the_grid_and_keeps_the_residual()
         expected = F.interpolate(refined.refiner(cells, share, guess), size=32, mode="bicubic").clamp(-1, 1)
         torch.testing.assert_close(face, expected)
         torch.testing.assert_close(fit_residual, plain.fit(image, mask)[1])  # the trust still comes from the PCA
+        # no frame's residual below refine_below: the refiner is skipped, the face is the PCA's
+        torch.testing.assert_close(refined.fit(image, mask, refine_below=fit_residual.min().item())[0],
+                                   plain.fit(image, mask)[0])
+        assert not torch.equal(refined.fit(image, mask, refine_below=fit_residual.max().item())[0],
+                               plain.fit(image, mask)[0])
         torch.nn.init.zeros_(refined.refiner.head.weight)
         torch.nn.init.zeros_(refined.refiner.head.bias)
         torch.testing.assert_close(refined.fit(image, mask)[0], plain.fit(image, mask)[0])  # a zero correction
     with torch.no_grad():  # a bf16 model's refiner runs in bf16 and still returns a float32 face
         assert refined.to(torch.bfloat16).fit(image, mask)[0].dtype == torch.float32
+
+
+def test_a_fine_refiner_starts_as_its_grid_face_upsampled_and_draws_on_the_finer_grid() -> None:
+    torch.manual_seed(0)
+    fine = random_prior(refiner_width=4, refiner_fine=True).eval()
+    coarse = random_prior(refiner_width=4).eval()
+    result = coarse.refiner.load_state_dict(fine.refiner.state_dict(), strict=False)
+    assert result.missing_keys == [] and all(k.startswith(("fine.", "fine_head.")) for k in result.unexpected_keys)
+    image, mask = torch.rand(2, 3, 64, 64) * 2 - 1, box_masks(2, 64)
+    guess, cells, share, _ = fine.fit_grid(image, mask)
+    fine_cells, fine_share = known_cells(image, 1 - mask, 32)
+    with torch.no_grad():
+        grid_face = coarse.refiner(cells, share, guess)  # (B, 3, 16, 16)
+        upsampled = F.interpolate(grid_face, size=32, mode="bilinear", align_corners=False)
+        torch.testing.assert_close(fine.refiner(cells, share, guess, fine_cells, fine_share), upsampled)
+        expected = F.interpolate(upsampled, size=64, mode="bicubic").clamp(-1, 1)
+        torch.testing.assert_close(fine.fit(image, mask)[0], expected)  # the fit feeds it the 2S grid's cells
+        torch.nn.init.normal_(fine.refiner.fine_head.weight, std=0.1)
+        drawn = fine.refiner(cells, share, guess, fine_cells, fine_share)
+        assert drawn.shape == (2, 3, 32, 32) and (drawn - upsampled).abs().mean() > 1e-3
+        changed = fine.refiner(cells, share, guess, fine_cells.flip(-1), fine_share)  # it reads the finer cells
+        assert (changed - drawn).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="needs the known cells of the finer grid"):
+        fine.refiner(cells, share, guess)
+    with pytest.raises(ValueError, match="refiner_fine needs a refiner"):
+        FacePrior(16, 12, 0.5, refiner_fine=True)
 
 
 def test_a_prior_file_carries_its_refiner_strictly(tmp_path) -> None:
@@ -222,16 +256,27 @@ def test_a_prior_file_carries_its_refiner_strictly(tmp_path) -> None:
         load_fit_file(FacePrior(16, 12, 0.5), with_refiner)
     with pytest.raises(CheckpointError, match="wrong shape"):
         load_fit_file(FacePrior(16, 12, 0.5, refiner_width=8), with_refiner)
+    fine, fine_file = random_prior(refiner_width=4, refiner_fine=True), tmp_path / "fine.safetensors"
+    save_safetensors_atomic({k: v.contiguous() for k, v in fine.state_dict().items()}, fine_file)
+    assert (refiner_fine(fine_file), refiner_fine(with_refiner)) == (True, False)
+    load_fit_file(FacePrior(16, 12, 0.5, refiner_width=4, refiner_fine=True), fine_file)
+    with pytest.raises(CheckpointError, match="refiner keys missing or unexpected: fine"):
+        load_fit_file(FacePrior(16, 12, 0.5, refiner_width=4), fine_file)
+    with pytest.raises(CheckpointError, match="refiner keys missing or unexpected: fine"):
+        load_fit_file(FacePrior(16, 12, 0.5, refiner_width=4, refiner_fine=True), with_refiner)
 
 
-def test_a_blended_model_saves_and_reloads_its_refiner(tmp_path) -> None:
+@pytest.mark.parametrize("fine", [False, True])
+def test_a_blended_model_saves_and_reloads_its_refiner(tmp_path, fine: bool) -> None:
     torch.manual_seed(0)
-    model = MSLInpainter(blended_config(prior_refiner_width=4)).eval()
+    model = MSLInpainter(blended_config(prior_refiner_width=4, prior_refiner_fine=fine)).eval()
+    if fine:  # a fine level that draws something
+        torch.nn.init.normal_(model.prior.refiner.fine_head.weight, std=0.1)
     prior = random_prior(ridge=1e-4)
     model.prior.load_fit(prior.mean, prior.basis, prior.variance)
     model.save_pretrained(tmp_path)
     loaded = load_pretrained(tmp_path)
-    assert loaded.config.prior_refiner_width == 4
+    assert (loaded.config.prior_refiner_width, loaded.config.prior_refiner_fine) == (4, fine)
     image, mask = torch.rand(1, 3, 32, 32) * 2 - 1, box_masks(1, 32)
     with torch.inference_mode():
         torch.testing.assert_close(loaded(image, mask), model(image, mask))

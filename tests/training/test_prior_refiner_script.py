@@ -1,5 +1,5 @@
 """`scripts/train_prior_refiner.py` end to end on a few synthetic faces: train, resume, export, and the export
-loads strictly into a `FacePrior` with a refiner."""
+loads strictly into a `FacePrior` with a refiner; then a refiner with a fine level warm-started from that export."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from hf_faceinpaint.models.prior import FacePrior, fit_pca, load_fit_file, refiner_width, save_fit
+from hf_faceinpaint.models.prior import FacePrior, fit_pca, load_fit_file, refiner_fine, refiner_width, save_fit
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "train_prior_refiner.py"
@@ -49,6 +49,23 @@ def test_train_resume_and_export(tmp_path: Path) -> None:
     prior = FacePrior(16, 8, 5.0, refiner_width=4)
     load_fit_file(prior, exported)  # strict: every refiner key, the PCA of the file
     torch.testing.assert_close(prior.refiner.head.weight, state["ema"]["head.weight"])
+
+    # a refiner with a fine level, warm-started from the exported one (its grid levels), trained and exported
+    fine = [str(faces), str(tmp_path / "fine"), "--prior", str(exported), "--components", "8", "--width", "4",
+            "--batch-size", "2", "--fine", "--warm-start", "--log-every", "1"]
+    trained = run(*fine, "--steps", "1")
+    assert trained.returncode == 0, trained.stderr
+    fine_state = torch.load(tmp_path / "fine" / "checkpoint.pt", weights_only=True)
+    assert fine_state["refiner"]["fine_head.weight"].any()  # the fine level (zero at the start) learns
+    # the grid levels start from the exported refiner (one step moves the moving average by 0.1 % of a step)
+    torch.testing.assert_close(fine_state["ema"]["head.weight"], prior.refiner.head.weight, atol=1e-5, rtol=0)
+    fine_file = tmp_path / "fine.safetensors"
+    assert run(*fine, "--export", str(fine_file)).returncode == 0
+    assert refiner_fine(fine_file) and not refiner_fine(exported)
+    load_fit_file(FacePrior(16, 8, 5.0, refiner_width=4, refiner_fine=True), fine_file)
+    wrong = run(str(faces), str(tmp_path / "wrong"), "--prior", str(exported), "--components", "8", "--width", "8",
+                "--warm-start")
+    assert wrong.returncode != 0 and "does not fit --width 8" in wrong.stderr
 
 
 def test_a_file_that_is_not_a_prior_is_refused(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ The output is always composited: out = mask · pred + (1 − mask) · input.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -66,6 +67,8 @@ class MSLConfig:
             trust falls linearly in between.
         prior_refiner_width: First-level channels of the prior's `PriorRefiner`, which sharpens the PCA's fitted
             face on the prior's grid (`scripts/train_prior_refiner.py`); 0 = no refiner.
+        prior_refiner_fine: The refiner draws the face on a grid twice the prior's side (`PriorRefiner.fine`),
+            from the known pixels there too.
     """
 
     resolution: int = 256
@@ -89,6 +92,7 @@ class MSLConfig:
     prior_residual_full: float = 0.25
     prior_residual_none: float = 0.3
     prior_refiner_width: int = 0
+    prior_refiner_fine: bool = False
 
     def __post_init__(self) -> None:
         # JSON gives lists back; keep tuples so configs compare and hash the same after a round trip.
@@ -111,6 +115,8 @@ class MSLConfig:
             )
         if self.prior_refiner_width < 0 or (self.prior_refiner_width and not self.prior_components):
             raise ValueError(f"prior_refiner_width needs a prior and must be >= 0, got {self.prior_refiner_width}")
+        if self.prior_refiner_fine and not self.prior_refiner_width:
+            raise ValueError("prior_refiner_fine needs a refiner (prior_refiner_width > 0)")
         if self.prior_components and not self.prior_input and not self.prior_blend:
             raise ValueError("a prior that is neither an input (prior_input) nor blended in (prior_blend) is unused")
         if self.resolution % self.size_multiple:
@@ -236,7 +242,8 @@ class MSLInpainter(Inpainter, config_class=MSLConfig, tags=("msl",)):
         )
         self.decoder = MSLDecoder(config.widths, branches, config.stem_stride, config.in_channels)
         self.prior = (
-            FacePrior(config.prior_size, config.prior_components, config.prior_ridge, config.prior_refiner_width)
+            FacePrior(config.prior_size, config.prior_components, config.prior_ridge, config.prior_refiner_width,
+                      config.prior_refiner_fine)
             if config.prior_components
             else None
         )
@@ -262,7 +269,9 @@ class MSLInpainter(Inpainter, config_class=MSLConfig, tags=("msl",)):
         if guide is not None and not self.takes_guide:
             raise ValueError("only a model with a face prior as input takes a guide")
         if self.prior is not None and (guide is None or config.prior_blend):
-            fitted = self.prior.fit(image, mask)  # the PCA face fitted to the known pixels, and its residual
+            # the prior's face fitted to the known pixels, and the PCA's residual (a blended face is not sharpened
+            # when no frame is trusted: it is not used)
+            fitted = self.prior.fit(image, mask, config.prior_residual_none if not config.prior_input else math.inf)
         if self.prior is not None and config.prior_input:
             # the prior's face (or the guide): a second input, the face the decoder corrects
             prior = fitted[0].to(image.dtype) if guide is None else guide.to(image.dtype)  # (B, 3, H, W)
@@ -280,10 +289,11 @@ class MSLInpainter(Inpainter, config_class=MSLConfig, tags=("msl",)):
             face, residual = fitted
             span = config.prior_residual_none - config.prior_residual_full
             trust = ((config.prior_residual_none - residual) / span).clamp(0.0, 1.0)  # (B,)
-            side = image.shape[-1]
-            filled = self.composite(image, mask, out)  # x of eq. 2: the fill in the hole, the photo around it
-            out = transfer_structure(filled, face, mask, config.prior_blend * side, config.prior_blend_ramp * side,
-                                     trust, config.prior_detail)
+            if trust.is_meta or trust.any():  # else eq. 2 changes nothing
+                side = image.shape[-1]
+                filled = self.composite(image, mask, out)  # x of eq. 2: the fill in the hole, the photo around it
+                out = transfer_structure(filled, face, mask, config.prior_blend * side,
+                                         config.prior_blend_ramp * side, trust, config.prior_detail)
         return out
 
     @property

@@ -60,15 +60,17 @@ class PriorRefiner(nn.Module):
     known, drawn eyes, nose and mouth where the guess has only their blurred outline.
 
     Input: the known cells (zero where nothing is known), their known share, and the PCA's face (3 + 1 + 3
-    channels); output: the face, as a correction of the PCA's face. Trained with L1 and a patch discriminator
-    (`scripts/train_prior_refiner.py`).
+    channels); output: the face, as a correction of the PCA's face. With `fine`, one more level at twice the grid's
+    side sees the known cells there too (3 + 1 channels) and adds the detail the grid cannot hold to the face
+    upsampled to it. Trained with L1 and a patch discriminator (`scripts/train_prior_refiner.py`).
 
     Args:
         width: Channels of the first level; each of the three halvings doubles them.
         blocks: Residual blocks at the coarsest level (grid / 8).
+        fine: Add the level at twice the grid's side (the output is then (B, 3, 2S, 2S)).
     """
 
-    def __init__(self, width: int = 32, blocks: int = 4) -> None:
+    def __init__(self, width: int = 32, blocks: int = 4, fine: bool = False) -> None:
         super().__init__()
         widths = [width, 2 * width, 4 * width, 8 * width]
         self.stem = _conv(7, widths[0])
@@ -76,9 +78,20 @@ class PriorRefiner(nn.Module):
         self.middle = nn.Sequential(*(_ResidualBlock(widths[-1], 2 if i % 2 else 1) for i in range(blocks)))
         self.up = nn.ModuleList(_conv(b + a, a) for a, b in zip(widths, widths[1:]))
         self.head = nn.Conv2d(widths[0], 3, 3, padding=1)
+        if fine:
+            self.fine = nn.Sequential(_conv(widths[0] + 4, widths[0]), _conv(widths[0], widths[0]))
+            self.fine_head = nn.Conv2d(widths[0], 3, 3, padding=1)
+            # starts as the grid's face upsampled: training adds detail to a working refiner
+            nn.init.zeros_(self.fine_head.weight)
+            nn.init.zeros_(self.fine_head.bias)
+        else:
+            self.fine = self.fine_head = None
 
-    def forward(self, cells: torch.Tensor, share: torch.Tensor, guess: torch.Tensor) -> torch.Tensor:
-        """cells, guess: (B, 3, S, S) in [-1, 1]; share: (B, 1, S, S) known share of each cell. Returns (B, 3, S, S)."""
+    def forward(self, cells: torch.Tensor, share: torch.Tensor, guess: torch.Tensor,
+                fine_cells: torch.Tensor | None = None, fine_share: torch.Tensor | None = None) -> torch.Tensor:
+        """cells, guess: (B, 3, S, S) in [-1, 1]; share: (B, 1, S, S) known share of each cell. With `fine`, also
+        fine_cells (B, 3, 2S, 2S) and fine_share (B, 1, 2S, 2S) on the twice finer grid. Returns (B, 3, S, S), or
+        (B, 3, 2S, 2S) with `fine`."""
         h = self.stem(torch.cat([cells * share, share, guess], dim=1))  # (B, w, S, S)
         skips = []
         for down in self.down:
@@ -88,7 +101,15 @@ class PriorRefiner(nn.Module):
         for up, skip in zip(reversed(self.up), reversed(skips)):
             h = F.interpolate(h, size=skip.shape[-2:], mode="nearest")
             h = up(torch.cat([h, skip], dim=1))
-        return guess + self.head(h)
+        face = guess + self.head(h)  # (B, 3, S, S)
+        if self.fine is None:
+            return face
+        if fine_cells is None or fine_share is None:
+            raise ValueError("a refiner with a fine level needs the known cells of the finer grid")
+        side = fine_cells.shape[-2:]
+        h = F.interpolate(h, size=side, mode="nearest")  # (B, w, 2S, 2S)
+        h = self.fine(torch.cat([h, fine_cells * fine_share, fine_share], dim=1))
+        return F.interpolate(face, size=side, mode="bilinear", align_corners=False) + self.fine_head(h)
 
 
 class FacePrior(nn.Module):
@@ -99,12 +120,17 @@ class FacePrior(nn.Module):
         components: Number K of principal components kept.
         ridge: The ridge weight λ of eq. 1 (in units of the per-pixel squared error, images in [-1, 1]).
         refiner_width: First-level channels of the `PriorRefiner` applied to the fit; 0 = none (the PCA's face).
+        refiner_fine: The refiner has its level at twice the grid's side (`PriorRefiner.fine`): the face is drawn
+            on a 2S×2S grid.
     """
 
-    def __init__(self, size: int = 64, components: int = 200, ridge: float = 5.0, refiner_width: int = 0) -> None:
+    def __init__(self, size: int = 64, components: int = 200, ridge: float = 5.0, refiner_width: int = 0,
+                 refiner_fine: bool = False) -> None:
         super().__init__()
+        if refiner_fine and not refiner_width:
+            raise ValueError("refiner_fine needs a refiner (refiner_width > 0)")
         self.size, self.components, self.ridge = size, components, ridge
-        self.refiner = PriorRefiner(refiner_width) if refiner_width else None
+        self.refiner = PriorRefiner(refiner_width, fine=refiner_fine) if refiner_width else None
         pixels = 3 * size * size
         self.register_buffer("mean", torch.zeros(pixels))  # (N,) the mean face μ
         self.register_buffer("basis", torch.zeros(components, pixels))  # (K, N) orthonormal rows B
@@ -138,10 +164,7 @@ class FacePrior(nn.Module):
             (c, weights): coefficients (B, K) and the known share of each grid cell (B, 1, S, S).
         """
         basis, variance, mean = self.basis.float(), self.variance.float(), self.mean.float()  # a bf16 model's too
-        grid = (self.size, self.size)
-        # area resampling of the known pixels only: the mean of the known pixels in each cell, and their share
-        weights = F.adaptive_avg_pool2d(known, grid)  # (B, 1, S, S)
-        cells = F.adaptive_avg_pool2d(image * known, grid) / weights.clamp_min(1e-6)  # (B, 3, S, S)
+        cells, weights = known_cells(image, known, self.size)  # (B, 3, S, S), (B, 1, S, S)
         share = weights.repeat(1, 3, 1, 1).flatten(1)  # (B, N): the diagonal of W
         rhs = ((cells.flatten(1) - mean) * share) @ basis.T  # (B, K): B W (x − μ)
         # B W Bᵀ = B Bᵀ − B (I − W) Bᵀ: only the cells that miss pixels (the hole's) cost anything per image
@@ -174,11 +197,12 @@ class FacePrior(nn.Module):
         coefficients, share = self.coefficients(image, 1.0 - mask.float())
         guess = self.mean.float() + coefficients @ self.basis.float()  # (B, N)
         guess = guess.view(-1, 3, self.size, self.size)  # (B, 3, S, S)
-        cells = F.adaptive_avg_pool2d(image * (1.0 - mask.float()), guess.shape[-2:]) / share.clamp_min(1e-6)
+        cells = known_cells(image, 1.0 - mask.float(), self.size)[0]
         squared = ((guess - cells) ** 2 * share).sum(dim=(1, 2, 3)) / (3 * share.sum(dim=(1, 2, 3)))
         return guess, cells, share, squared.clamp_min(0.0).sqrt()
 
-    def fit(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def fit(self, image: torch.Tensor, mask: torch.Tensor,
+            refine_below: float = math.inf) -> tuple[torch.Tensor, torch.Tensor]:
         """The prior's face for the frame, fitted to the pixels where `mask` is 0 (and sharpened by the refiner when
         there is one), and how well the PCA fits them.
 
@@ -187,6 +211,8 @@ class FacePrior(nn.Module):
         Args:
             image: (B, 3, H, W) in [-1, 1].
             mask: (B, 1, H, W), 1 = hole.
+            refine_below: Run the refiner only when some frame's residual is below this (a caller that trusts no
+                frame from there on need not pay for it): otherwise the face is the PCA's.
 
         Returns:
             (face, residual): the face (B, 3, H, W) in [-1, 1] and the PCA fit's residual (B,) (see `fit_grid`).
@@ -194,15 +220,33 @@ class FacePrior(nn.Module):
         # no bf16/fp16 autocast for the normal equations (the meta device, which sizes models, has no autocast)
         with contextlib.nullcontext() if image.is_meta else torch.autocast(image.device.type, enabled=False):
             guess, cells, share, residual = self.fit_grid(image, mask)
-            if self.refiner is not None:  # in its own dtype (a bf16 model's refiner is bf16)
-                dtype = self.refiner.head.weight.dtype
-                guess = self.refiner(cells.to(dtype), share.to(dtype), guess.to(dtype)).float()  # (B, 3, S, S)
+            if self.refiner is not None and (residual.is_meta or bool((residual < refine_below).any())):
+                dtype = self.refiner.head.weight.dtype  # its own (a bf16 model's refiner is bf16)
+                fine = ((None, None) if self.refiner.fine is None else
+                        (t.to(dtype) for t in known_cells(image.float(), 1.0 - mask.float(), 2 * self.size)))
+                guess = self.refiner(cells.to(dtype), share.to(dtype), guess.to(dtype), *fine).float()  # S or 2S
             face = F.interpolate(guess, size=image.shape[-2:], mode="bicubic", align_corners=False)
         return face.clamp(-1.0, 1.0), residual
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The prior's face for the frame: (B, 3, H, W) in [-1, 1], fitted to the pixels where `mask` is 0."""
         return self.fit(image, mask)[0].to(image.dtype)
+
+
+def known_cells(image: torch.Tensor, known: torch.Tensor, side: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Area resampling of the known pixels alone to a side×side grid: the mean known pixel of each cell (0 where
+    none is known) and the known share of each cell.
+
+    Args:
+        image: (B, 3, H, W).
+        known: (B, 1, H, W), 1 = known pixel.
+        side: The grid's side.
+
+    Returns:
+        (cells (B, 3, side, side), share (B, 1, side, side)).
+    """
+    share = F.adaptive_avg_pool2d(known, side)
+    return F.adaptive_avg_pool2d(image * known, side) / share.clamp_min(1e-6), share
 
 
 def hole_depth(mask: torch.Tensor, steps: int) -> torch.Tensor:
@@ -314,6 +358,11 @@ def refiner_width(path: str | os.PathLike) -> int:
     state = read_state_dict(path, "face prior")
     head = state.get("refiner.head.weight")
     return 0 if head is None else int(head.shape[1])
+
+
+def refiner_fine(path: str | os.PathLike) -> bool:
+    """Whether the `PriorRefiner` in a prior file has its level at twice the grid's side (`PriorRefiner.fine`)."""
+    return "refiner.fine_head.weight" in read_state_dict(path, "face prior")
 
 
 def load_fit_file(prior: FacePrior, path: str | os.PathLike) -> None:
