@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the shipped default model msl-face (v2) from scratch: the recipe of model_cards/msl-face.md.
+# Build the shipped default model msl-face (v4) from scratch: the recipe of model_cards/msl-face.md.
 #   1. The network (msl-tiny-128, v1's weights): three phases that each resume from the previous phase's last
 #      checkpoint. About 1.2 s per step on 2 CPU cores with AVX512-BF16 and bf16 autocast (7,750 steps: 2.6 hours);
 #      on a CPU without bf16 units pass MIXED_PRECISION=no (bf16 autocast is about 30x slower there).
@@ -7,6 +7,9 @@
 #   3. The prior's refiner (v3): a small U-Net on the prior's 64² grid that turns the PCA's blurry fit into a sharper
 #      face, trained with L1 and a patch discriminator (scripts/train_prior_refiner.py; 7,000 steps of 16 faces,
 #      about 62 minutes on 2 CPU cores at 30 img/s).
+#   3b. Its fine level (v4): the refiner gets a level at twice the grid's side (128²) that reads the known pixels
+#      there, warm-started from step 3's refiner: 1,500 steps as in step 3, then to step 4,250 with the adversarial
+#      weight at 0.15 (about 75 minutes on 2 CPU cores at 14 img/s).
 #   4. The export: the network's float16 EMA weights and the refined prior in one safetensors file, the prior blended
 #      into the network's fill deep inside large holes (MSLConfig.prior_blend, eq. 2 of models/prior.py).
 # Needs ../shared/data/faces128 and the HED VGG16 stand-in (paths in the config).
@@ -36,4 +39,9 @@ precision=(--mixed-precision "${MIXED_PRECISION:-bf16}")
     --prior "$out/face-prior.safetensors" --components 200 --steps 7000
 "$python" scripts/train_prior_refiner.py "../shared/data/faces128/train-*.parquet" "$out/prior-refiner" \
     --prior "$out/face-prior.safetensors" --components 200 --export "$out/face-prior-refined.safetensors"
-"$python" scripts/export_shipped_model.py "$out/final" --prior "$out/face-prior-refined.safetensors"
+fine=("../shared/data/faces128/train-*.parquet" "$out/prior-fine" --prior "$out/face-prior-refined.safetensors"
+      --components 200 --fine --warm-start)
+"$python" scripts/train_prior_refiner.py "${fine[@]}" --steps 1500
+"$python" scripts/train_prior_refiner.py "${fine[@]}" --steps 4250 --adv-weight 0.15 --resume latest
+"$python" scripts/train_prior_refiner.py "${fine[@]}" --export "$out/face-prior-fine.safetensors"
+"$python" scripts/export_shipped_model.py "$out/final" --prior "$out/face-prior-fine.safetensors"

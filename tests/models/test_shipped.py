@@ -46,10 +46,11 @@ def test_default_model_loads_strictly_in_float32(folder: Path) -> None:
     assert isinstance(model, MSLInpainter) and not model.training
     network = {key: value for key, value in asdict(model.config).items() if not key.startswith("prior_")}
     assert network == {k: v for k, v in asdict(preset_config("msl-tiny-128")).items() if not k.startswith("prior_")}
-    # v3: the msl-tiny-128 network, and the gappy-PCA face prior, sharpened by its refiner, blended into its fill
-    # (models/prior.py, eq. 2)
+    # v4: the msl-tiny-128 network, and the gappy-PCA face prior, sharpened by its refiner (with its level at twice
+    # the grid's side), blended into its fill (models/prior.py, eq. 2)
     assert model.prior is not None and not model.config.prior_input and model.config.prior_blend > 0
     assert model.prior.refiner is not None and not model.prior.refiner.training
+    assert model.config.prior_refiner_fine and model.prior.refiner.fine is not None
     torch.testing.assert_close(model.prior.gram, model.prior.basis @ model.prior.basis.T)  # derived on load
     assert {p.dtype for p in model.parameters()} == {torch.float32}
     image, mask = torch.zeros(1, 3, 128, 128), torch.zeros(1, 1, 128, 128)
