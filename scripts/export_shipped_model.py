@@ -80,7 +80,7 @@ def export(checkpoint: Path, out: Path, args: argparse.Namespace) -> None:
     print(f"largest output change float32 -> float16 weights: {change:.2e} (images in [-1, 1])")
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path, help="save_pretrained folder, e.g. runs/msl-tiny-128/final")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"destination folder (default: {DEFAULT_OUT})")
@@ -89,12 +89,16 @@ def main() -> None:
     parser.add_argument("--prior-ridge", type=float, default=5.0, help="ridge weight of its fit (default 5)")
     parser.add_argument("--prior-blend", type=float, default=1.5 / 256,
                         help="σ of the structure transfer, fraction of the frame side (default 1.5/256)")
-    parser.add_argument("--prior-blend-ramp", type=float, default=20 / 256,
+    parser.add_argument("--prior-blend-ramp", type=float, default=12 / 256,
                         help="depth into the hole at which the prior is taken whole, fraction of the side "
-                             "(default 20/256)")
+                             "(default 12/256)")
     parser.add_argument("--prior-detail", type=float, default=0.0,
                         help="share of the network's detail kept deep inside the hole (default 0)")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
     export(args.checkpoint, args.out, args)
 
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
@@ -24,6 +26,7 @@ from hf_faceinpaint.models.registry import (
 )
 
 MAX_BYTES = 20 * 1024 * 1024
+EXPORT_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "export_shipped_model.py"
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +42,17 @@ def test_files_are_small_float16_safetensors(folder: Path) -> None:
     with safe_open(str(folder / "model.safetensors"), framework="pt") as weights:
         dtypes = {weights.get_slice(key).get_dtype() for key in weights.keys()}
     assert dtypes == {"F16", "I64"}  # float weights in float16; BN's num_batches_tracked stays int64
+
+
+def test_the_export_script_writes_the_shipped_blend_settings(folder: Path) -> None:
+    # the recipe (scripts/train_msl_face.sh, the card) exports with the script's defaults: they must be what ships
+    spec = importlib.util.spec_from_file_location("export_shipped_model", EXPORT_SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    args = vars(script.parse_args(["checkpoint"]))
+    shipped = json.loads((folder / "config.json").read_text())
+    for key in ("prior_components", "prior_ridge", "prior_blend", "prior_blend_ramp", "prior_detail"):
+        assert args[key] == pytest.approx(shipped[key]), key
 
 
 def test_default_model_loads_strictly_in_float32(folder: Path) -> None:

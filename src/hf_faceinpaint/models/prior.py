@@ -12,8 +12,8 @@ structure, then refine texture) with a prior that a CPU can fit in a minute (`sc
 
 The fitted face is a posterior mean, so it is blurry: eyes and mouths come back as faint ghosts. An optional
 `PriorRefiner` (a small U-Net on the same grid, trained adversarially by `scripts/train_prior_refiner.py`) turns the
-known cells and the PCA's guess into a sharp face on the grid; it then replaces the PCA's face everywhere the prior is
-used.
+known cells and the PCA's guess into a sharper face on the grid, or with its fine level (`fine`) on a grid twice the
+side that also reads the known pixels there; it then replaces the PCA's face everywhere the prior is used.
 
 The basis (and the refiner) live in the module, so `save_pretrained` writes them into `model.safetensors` with the
 network they guide.
