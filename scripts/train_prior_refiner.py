@@ -10,9 +10,11 @@ zoomed by up to 12 %), a training mask each (`masks.face_mix_mask`: face-part bo
 PCA to the known pixels exactly as inference does (`FacePrior.fit_grid`), and trains the refiner to give back the
 real face on the grid (with `--fine`, on a grid twice as fine, from the known pixels there too: see
 `PriorRefiner`): L1 (the hole's cells weighted 6×) plus a hinge loss against a spectral-norm patch
-discriminator, which is what makes it draw eyes and mouths instead of their posterior mean. An exponential moving
-average of the refiner is what gets exported. Checkpoints go to OUT/checkpoint.pt (written to a temporary file, then
-renamed) every --save-every steps; `--resume latest` continues from it. `--export FILE` writes the PCA and the EMA
+discriminator, which is what makes it draw eyes and mouths instead of their posterior mean; optionally
+(`--perceptual-weight`, `--style-weight`, with `--vgg-weights`) the MSL paper's perceptual and style losses
+(eqs. 7-9, VGG16 pool1-pool3) of the composited face, which reward drawn edges over a blurred mean. An exponential
+moving average of the refiner is what gets exported. Checkpoints go to OUT/checkpoint.pt (written to a temporary
+file, then renamed) every --save-every steps; `--resume latest` continues from it. `--export FILE` writes the PCA and the EMA
 refiner into one safetensors file for `scripts/export_shipped_model.py --prior FILE`. `--warm-start` begins from
 `--prior`'s own refiner (with `--fine`, its fine level starts as an upsampling of that refiner's face).
 """
@@ -32,11 +34,13 @@ import torch
 import torch.nn.functional as F
 
 from hf_faceinpaint.data import DatasetSpecError, load_fixed_set
+from hf_faceinpaint.losses import PerceptualStyleLoss
 from hf_faceinpaint.masks import face_mix_mask
 from hf_faceinpaint.models.discriminator import PatchDiscriminator
 from hf_faceinpaint.models.hub import CheckpointError, read_state_dict, save_safetensors_atomic
 from hf_faceinpaint.models.prior import FacePrior, known_cells, load_fit_file, refiner_fine, refiner_width
 from hf_faceinpaint.models.registry import load_model
+from hf_faceinpaint.models.vgg import load_vgg16
 
 RESOLUTION = 128  # the faces and masks are drawn at this side, then area-pooled to the prior's grid
 ZOOM = 0.88  # faces are cropped to a random square of at least this share of the side (scale augmentation)
@@ -60,6 +64,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate of both networks")
     parser.add_argument("--hole-weight", type=float, default=6.0, help="L1 weight of the hole's cells")
     parser.add_argument("--adv-weight", type=float, default=0.05, help="weight of the adversarial loss")
+    parser.add_argument("--perceptual-weight", type=float, default=0.0,
+                        help="weight of the perceptual loss (eq. 7, VGG16 pool1-pool3) on the composited face; 0 = off")
+    parser.add_argument("--style-weight", type=float, default=0.0, help="weight of the style loss (eqs. 8-9); 0 = off")
+    parser.add_argument("--vgg-weights", default=None,
+                        help="VGG16 weights for the perceptual and style losses (e.g. the HED stand-in "
+                        "../shared/weights/vgg16_hed/vgg16_features.safetensors, Caffe convention)")
+    parser.add_argument("--vgg-normalization", default="caffe", choices=("caffe", "imagenet"),
+                        help="input convention of --vgg-weights (caffe: the HED stand-in; imagenet: torchvision's)")
     parser.add_argument("--ema", type=float, default=0.999, help="decay of the exported moving average")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N faces (0 = all)")
     parser.add_argument("--save-every", type=int, default=250)
@@ -70,6 +82,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--export", type=Path, help="write the PCA and the EMA refiner to this .safetensors file, "
                         "from OUT/checkpoint.pt, and exit")
     args = parser.parse_args(argv)
+    if (args.perceptual_weight or args.style_weight) and args.vgg_weights is None and args.export is None:
+        parser.error("--perceptual-weight and --style-weight need --vgg-weights")
     if args.export is not None and args.export.suffix != ".safetensors":
         parser.error("--export needs a .safetensors file")
     return args
@@ -147,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     opt_g = torch.optim.Adam(refiner.parameters(), lr=args.lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=args.lr, betas=(0.5, 0.999))
     ema = copy.deepcopy(refiner).requires_grad_(False)
+    features = (PerceptualStyleLoss(load_vgg16(args.vgg_weights, args.vgg_normalization))
+                if args.perceptual_weight or args.style_weight else None)
     step = 0
     if args.resume or args.export:
         if not checkpoint_path.exists():
@@ -198,12 +214,17 @@ def main(argv: list[str] | None = None) -> int:
         loss_d.backward()
         opt_d.step()
 
-        # refiner: L1 (the hole's cells weighted) plus the hinge generator loss
+        # refiner: L1 (the hole's cells weighted) plus the hinge generator loss, and the perceptual and style
+        # losses (eqs. 7-9) of the composited face, which reward drawn edges over their blurred mean
         error = (face - target).abs()
         l1_hole = (error * missing).sum() / (3 * missing.sum()).clamp_min(1.0)
         l1_all = error.mean()
         adv = -discriminator(fake, missing).mean()
         loss_g = args.hole_weight * l1_hole + l1_all + args.adv_weight * adv
+        perceptual = style = torch.zeros(())
+        if features is not None:
+            perceptual, style = features(fake, target)
+            loss_g = loss_g + args.perceptual_weight * perceptual + args.style_weight * style
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
@@ -218,9 +239,11 @@ def main(argv: list[str] | None = None) -> int:
         if step % args.log_every == 0:
             rate = seen / (time.perf_counter() - tick)
             tick, seen = time.perf_counter(), 0
-            line = f"{step},{l1_hole.item():.4f},{l1_all.item():.4f},{adv.item():.3f},{loss_d.item():.3f},{rate:.1f}"
+            line = (f"{step},{l1_hole.item():.4f},{l1_all.item():.4f},{adv.item():.3f},{loss_d.item():.3f},"
+                    f"{perceptual.item():.4f},{style.item():.5f},{rate:.1f}")
             print(f"step {step}: l1_hole {l1_hole.item():.4f} l1 {l1_all.item():.4f} adv {adv.item():.3f} "
-                  f"d {loss_d.item():.3f} ({rate:.1f} img/s)", flush=True)
+                  f"d {loss_d.item():.3f} perc {perceptual.item():.4f} style {style.item():.5f} ({rate:.1f} img/s)",
+                  flush=True)
             log.write(line + "\n")
             log.flush()
         if step % args.save_every == 0 or step == args.steps:

@@ -73,3 +73,24 @@ def test_a_file_that_is_not_a_prior_is_refused(tmp_path: Path) -> None:
     bad.write_bytes(b"not a safetensors file")
     done = run(str(tmp_path), str(tmp_path / "run"), "--prior", str(bad))
     assert done.returncode != 0 and "is not a face prior file" in done.stderr
+
+
+def test_perceptual_and_style_losses_join_the_refiners_loss(tmp_path: Path, vgg_file: Path) -> None:
+    rng = np.random.default_rng(1)
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for index in range(4):
+        Image.fromarray(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)).save(faces / f"{index}.png")
+    pca = tmp_path / "pca.safetensors"
+    save_fit(pca, *fit_pca(torch.rand(40, 3, 16, 16) * 2 - 1, 8))
+    common = [str(faces), str(tmp_path / "run"), "--prior", str(pca), "--components", "8", "--width", "4",
+              "--batch-size", "2", "--steps", "1", "--log-every", "1", "--perceptual-weight", "0.1",
+              "--style-weight", "0.5"]
+
+    refused = run(*common)
+    assert refused.returncode != 0 and "need --vgg-weights" in refused.stderr
+    done = run(*common, "--vgg-weights", str(vgg_file), "--vgg-normalization", "imagenet")
+    assert done.returncode == 0, done.stderr
+    line = next(line for line in done.stdout.splitlines() if line.startswith("step 1:"))
+    perceptual, style = (float(line.split(name)[1].split()[0]) for name in (" perc ", " style "))
+    assert perceptual > 0 and style > 0  # both were computed on the composited face, not left at zero
