@@ -7,16 +7,16 @@
 The PCA (mean, basis, variance) is taken from `--prior` (a model with a face prior, e.g. the shipped msl-face, or a
 file from `scripts/fit_face_prior.py`) and stays fixed; only the refiner learns. Each step draws faces (flipped and
 zoomed by up to 12 %), a training mask each (`masks.face_mix_mask`: face-part boxes, thick masks, strokes), fits the
-PCA to the known pixels exactly as inference does (`FacePrior.fit_grid`), and trains the refiner to give back the
-real face on the grid (with `--fine`, on a grid twice as fine, from the known pixels there too: see
-`PriorRefiner`): L1 (the hole's cells weighted 6×) plus a hinge loss against a spectral-norm patch
-discriminator, which is what makes it draw eyes and mouths instead of their posterior mean; optionally
-(`--perceptual-weight`, `--style-weight`, with `--vgg-weights`) the MSL paper's perceptual and style losses
-(eqs. 7-9, VGG16 pool1-pool3) of the composited face, which reward drawn edges over a blurred mean. An exponential
-moving average of the refiner is what gets exported. Checkpoints go to OUT/checkpoint.pt (written to a temporary
-file, then renamed) every --save-every steps; `--resume latest` continues from it. `--export FILE` writes the PCA and the EMA
-refiner into one safetensors file for `scripts/export_shipped_model.py --prior FILE`. `--warm-start` begins from
-`--prior`'s own refiner (with `--fine`, its fine level starts as an upsampling of that refiner's face).
+PCA to the known pixels exactly as inference does (`FacePrior.fit_grid`), and trains the refiner to give back the real
+face on the grid (with `--fine`, on a grid twice as fine, from the known pixels there too: see `PriorRefiner`): L1
+(the hole's cells weighted 6×) plus a hinge loss against a spectral-norm patch discriminator, which is what makes it
+draw eyes and mouths instead of their posterior mean; optionally (`--perceptual-weight`, `--style-weight`, with
+`--vgg-weights`) the MSL paper's perceptual and style losses (eqs. 7-9, VGG16 pool1-pool3) of the composited face,
+which reward drawn edges over a blurred mean. An exponential moving average of the refiner is what gets exported.
+Checkpoints go to OUT/checkpoint.pt (written to a temporary file, then renamed) every --save-every steps; `--resume
+latest` continues from it. `--export FILE` writes the PCA and the EMA refiner into one safetensors file for
+`scripts/export_shipped_model.py --prior FILE`. `--warm-start` begins from `--prior`'s own refiner (with `--fine`, its
+fine level starts as an upsampling of that refiner's face).
 """
 
 from __future__ import annotations
