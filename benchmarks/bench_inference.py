@@ -6,12 +6,15 @@
 Images: the CelebA-HQ eval set from ../shared (or $HF_FACEINPAINT_SHARED) when present, else the bundled example.
 Masks: NVIDIA irregular test masks (20-30% bucket) when present, else a fixed rectangle. Networks are timed on the
 model tensor alone (no pre/post-processing); the OpenCV baselines on uint8 images of the same size. On a CUDA device
-the networks are also timed in bf16 and reported as images/s.
+the networks are also timed in bf16 and reported as images/s; on a CPU with bf16 units (`pipeline.bf16_is_fast`:
+AMX or AVX512-BF16) also under bf16 autocast at batch 1.
 
 A second table times the whole `inpaint()` call as a user makes it (PIL photo and mask in, PIL image out: crop,
 working size, the default model's face prior and network, paste-back) on photos of each `--photo-sides`, next to
 OpenCV Telea through the same call, and the same for the README demo (the bundled 512² example photo and its mask).
-The default model is loaded (and cached) before timing.
+The default model runs as `inpaint()` runs it by default (`precision="auto"`: bf16 autocast on
+hardware with bf16 units), and on such hardware once more in fp32. The default model is loaded (and cached) before
+timing.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from PIL import Image
 from hf_faceinpaint import ClassicInpainter, inpaint, list_presets
 from hf_faceinpaint.images import example_image_path, example_mask_path
 from hf_faceinpaint.models.registry import from_preset, preset_config, resolve_model
+from hf_faceinpaint.pipeline import bf16_is_fast
 from hf_faceinpaint.profiling import count_parameters, gflops_per_image
 
 SHARED = Path(os.environ.get("HF_FACEINPAINT_SHARED", Path(__file__).resolve().parents[2] / "shared"))
@@ -74,6 +78,9 @@ def bench_network(name: str, device: torch.device, repeats: int) -> dict[str, st
         for batch in (1, 8):
             ms = median_ms(lambda: model(image[:batch], mask[:batch]), repeats, sync)
             row[f"ms/img b{batch}"] = f"{ms / batch:.1f}"
+        if device.type == "cpu" and bf16_is_fast(device):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                row["ms/img b1 bf16"] = f"{median_ms(lambda: model(image[:1], mask[:1]), repeats):.1f}"
         if device.type == "cuda":
             row["img/s fp32 b8"] = f"{8e3 / median_ms(lambda: model(image, mask), repeats, sync):.0f}"
             with torch.autocast("cuda", dtype=torch.bfloat16):
@@ -89,7 +96,7 @@ def bench_classic(method: str, resolution: int, repeats: int) -> dict[str, str]:
             "ms/img b1": f"{ms:.1f}", "ms/img b8": f"{ms:.1f}"}
 
 
-def bench_inpaint(spec: str | None, side: int | None, repeats: int) -> dict[str, str]:
+def bench_inpaint(spec: str | None, side: int | None, repeats: int, precision: str = "auto") -> dict[str, str]:
     """Median ms of one `inpaint()` call on a side² photo (a CelebA-HQ face or the example, upscaled) with a
     20-30 % NVIDIA mask (or a rectangle); side None: the bundled example photo with its own mask (the README demo)."""
     if side is None:
@@ -98,8 +105,11 @@ def bench_inpaint(spec: str | None, side: int | None, repeats: int) -> dict[str,
         images, masks = load_inputs(side, 1)
         photo, hole, label = Image.fromarray(images[0]), Image.fromarray(masks[0]), f"{side}²"
     resolved = resolve_model(spec)
-    ms = median_ms(lambda: inpaint(photo, hole, model=resolved.model), repeats)
-    return {"method": resolved.name, "photo": label, "ms per inpaint()": f"{ms:.0f}"}
+    ms = median_ms(lambda: inpaint(photo, hole, model=resolved.model, precision=precision), repeats)
+    bf16 = not isinstance(resolved.model, ClassicInpainter) and (
+        precision == "auto" and bf16_is_fast(next(resolved.model.parameters()).device))
+    arithmetic = "-" if isinstance(resolved.model, ClassicInpainter) else "bf16 autocast" if bf16 else "fp32"
+    return {"method": resolved.name, "photo": label, "arithmetic": arithmetic, "ms per inpaint()": f"{ms:.0f}"}
 
 
 def print_table(rows: list[dict[str, str]]) -> None:
@@ -124,11 +134,14 @@ def main() -> None:
     rows += [bench_classic(method, res, args.repeats) for res in resolutions for method in ("telea", "ns")]
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "none"
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, device {device} (GPU: {gpu})")
+          f"{torch.get_num_threads()} threads, device {device} (GPU: {gpu}), bf16 units: "
+          f"{'yes' if bf16_is_fast(device) else 'no'}")
     print_table(rows)
     print()
     sides = [int(side) for side in args.photo_sides.split(",") if side]
-    print_table([bench_inpaint(spec, side, args.repeats) for side in [*sides, None] for spec in (None, "telea")])
+    runs = [(None, "auto"), *([(None, "fp32")] if bf16_is_fast(device) else []), ("telea", "auto")]
+    print_table([bench_inpaint(spec, side, args.repeats, precision) for side in [*sides, None]
+                 for spec, precision in runs])
 
 
 if __name__ == "__main__":

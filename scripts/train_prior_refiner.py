@@ -78,6 +78,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--log-every", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    parser.add_argument("--bf16", action="store_true",
+                        help="bf16 autocast for the networks (the PCA fit stays float32): measure first, it is fast "
+                             "only on CPUs with bf16 units (AMX, AVX512-BF16)")
     parser.add_argument("--resume", choices=["latest"], help="continue from OUT/checkpoint.pt")
     parser.add_argument("--export", type=Path, help="write the PCA and the EMA refiner to this .safetensors file, "
                         "from OUT/checkpoint.pt, and exit")
@@ -190,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     log = open(args.out / "log.csv", "a")
     side = prior.size * (2 if args.fine else 1)  # the side of the refiner's face
     refiner.train()
+    autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16)  # noqa: E731
     tick, seen = time.perf_counter(), 0
     while step < args.steps:
         rng = np.random.default_rng([args.seed, step])  # a resumed run draws what the uninterrupted one would
@@ -203,12 +207,13 @@ def main(argv: list[str] | None = None) -> int:
             target = F.adaptive_avg_pool2d(real, side)
         missing = 1.0 - out_share  # the hole's share of each cell
 
-        face = refiner(cells, share, guess, *((out_cells, out_share) if args.fine else ()))  # (B, 3, side, side)
-        fake = out_share * out_cells + missing * face  # the refined face composited into the known cells
+        with autocast():
+            face = refiner(cells, share, guess, *((out_cells, out_share) if args.fine else ())).float()
+        fake = out_share * out_cells + missing * face  # (B, 3, side, side): the refined face in the known cells
 
         # discriminator: hinge loss, real faces vs composited fills, with the hole as a fourth channel
-        d_real = discriminator(target, missing)
-        d_fake = discriminator(fake.detach(), missing)
+        with autocast():
+            d_real, d_fake = discriminator(target, missing).float(), discriminator(fake.detach(), missing).float()
         loss_d = F.relu(1.0 - d_real).mean() + F.relu(1.0 + d_fake).mean()
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
@@ -219,11 +224,13 @@ def main(argv: list[str] | None = None) -> int:
         error = (face - target).abs()
         l1_hole = (error * missing).sum() / (3 * missing.sum()).clamp_min(1.0)
         l1_all = error.mean()
-        adv = -discriminator(fake, missing).mean()
+        with autocast():
+            adv = -discriminator(fake, missing).float().mean()
         loss_g = args.hole_weight * l1_hole + l1_all + args.adv_weight * adv
         perceptual = style = torch.zeros(())
         if features is not None:
-            perceptual, style = features(fake, target)
+            with autocast():
+                perceptual, style = (term.float() for term in features(fake, target))
             loss_g = loss_g + args.perceptual_weight * perceptual + args.style_weight * style
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()

@@ -13,6 +13,7 @@ from PIL import Image, ImageCms
 from hf_faceinpaint import ClassicInpainter, MSLInpainter
 from hf_faceinpaint.models.registry import load_model
 from hf_faceinpaint.images import example_image_path, example_mask_path, image_array, load_image, load_mask
+from hf_faceinpaint import pipeline
 from hf_faceinpaint.pipeline import (
     FRAME_BAND,
     crop_box,
@@ -22,6 +23,7 @@ from hf_faceinpaint.pipeline import (
     hole_window,
     inpaint,
     inpaint_arrays,
+    network_autocast,
     resize_mask,
 )
 
@@ -181,6 +183,30 @@ def test_dtype_selection(dtype: torch.dtype) -> None:
     result = inpaint(photo, mask, model=model, dtype=dtype)
     assert next(model.parameters()).dtype == dtype and not model.training
     _assert_only_hole_changed(result, photo, mask)
+
+
+@pytest.mark.parametrize(("precision", "fast", "expected"),
+                         [("auto", True, True), ("auto", False, False), ("bf16", False, True), ("fp32", True, False)])
+def test_precision_picks_bf16_autocast_where_the_hardware_is_fast(
+        monkeypatch: pytest.MonkeyPatch, precision: str, fast: bool, expected: bool) -> None:
+    monkeypatch.setattr(pipeline, "bf16_is_fast", lambda device: fast)
+    with network_autocast(torch.zeros(1), precision):
+        assert torch.is_autocast_enabled("cpu") == expected
+    with network_autocast(torch.zeros(1, dtype=torch.float64), precision):  # only a float32 network is autocast
+        assert not torch.is_autocast_enabled("cpu")
+
+
+@pytest.mark.slow  # bf16 is emulated, and slow, on CPUs without bf16 units
+def test_a_bf16_fill_is_close_to_the_fp32_fill(tiny: MSLInpainter) -> None:
+    photo, mask = _photo(96, 112), _hole(96, 112)
+    fp32, bf16 = (np.asarray(inpaint(photo, mask, model=tiny, precision=p)).astype(int) for p in ("fp32", "bf16"))
+    _assert_only_hole_changed(Image.fromarray(bf16.astype(np.uint8)), photo, mask)
+    assert 0 < np.abs(fp32 - bf16)[mask].mean() < 2.0  # gray levels: bf16 really ran, and its fill is fp32's
+
+
+def test_an_unknown_precision_is_refused(tiny: MSLInpainter) -> None:
+    with pytest.raises(ValueError, match="unknown precision 'fp16'"):
+        inpaint(_photo(10, 10), _hole(10, 10), model=tiny, precision="fp16")
 
 
 def test_default_model_is_the_shipped_msl_face() -> None:

@@ -19,7 +19,7 @@ from .images import example_image_path, example_mask_path, image_format, save_im
 from .models.classic import ClassicInpainter
 from .models.hub import CheckpointError
 from .models.registry import DEFAULT_MODEL, ResolvedModel, resolve_model
-from .pipeline import inpaint
+from .pipeline import PRECISIONS, inpaint
 from .profiling import count_parameters, gflops_per_image
 
 # Errors that mean bad input or a bad checkpoint: reported as one "error: ..." line, exit status 2.
@@ -81,11 +81,13 @@ def _run_inpaint(args: argparse.Namespace) -> None:
         for start in range(0, len(pairs), FOLDER_BATCH):
             chunk = pairs[start : start + FOLDER_BATCH]
             try:
-                results = inpaint([image for image, _ in chunk], [mask for _, mask in chunk], model=resolved.model)
+                results = inpaint([image for image, _ in chunk], [mask for _, mask in chunk], model=resolved.model,
+                                  precision=args.precision)
             except (OSError, ValueError):
                 if args.out:
                     raise
-                results = [_inpaint_or_note(image, mask, resolved, failed) for image, mask in chunk]  # name the bad
+                results = [_inpaint_or_note(image, mask, resolved, args.precision, failed)  # name the bad
+                           for image, mask in chunk]
             for result, out in zip(results, outputs[start : start + FOLDER_BATCH]):
                 if result is not None:
                     save_image(result, out)
@@ -98,10 +100,11 @@ def _run_inpaint(args: argparse.Namespace) -> None:
         raise ValueError(f"{len(failed)} of {len(pairs)} pair(s) could not be inpainted: {'; '.join(failed)}")
 
 
-def _inpaint_or_note(image: Path, mask: Path, resolved: ResolvedModel, failed: list[str]) -> Image.Image | None:
+def _inpaint_or_note(image: Path, mask: Path, resolved: ResolvedModel, precision: str,
+                     failed: list[str]) -> Image.Image | None:
     """One pair of folder mode: the result, or None with "name: problem" appended to `failed`."""
     try:
-        return inpaint(image, mask, model=resolved.model)
+        return inpaint(image, mask, model=resolved.model, precision=precision)
     except (OSError, ValueError) as err:
         failed.append(f"{image.name}: {' '.join(str(err).split())}")
         return None
@@ -111,7 +114,8 @@ def _run_demo(args: argparse.Namespace) -> None:
     image_format(args.out)
     resolved = _resolve(args.model, args.device)
     print(f"method: {resolved.name} ({resolved.source})")
-    save_image(inpaint(example_image_path(), example_mask_path(), model=resolved.model), args.out)
+    save_image(inpaint(example_image_path(), example_mask_path(), model=resolved.model, precision=args.precision),
+               args.out)
     print(f"wrote {args.out}")
 
 
@@ -160,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
         presets = "; info also takes preset names (untrained)" if sub is info else ""
         sub.add_argument("--model", default=None, help=model_help + presets)
         sub.add_argument("--device", default=None, help="torch device for neural models, e.g. cpu or cuda")
+    for sub in (run, demo):
+        sub.add_argument("--precision", choices=PRECISIONS, default="auto",
+                         help="a neural model's arithmetic: auto = bf16 autocast on hardware with bf16 units (AMX, "
+                              "AVX512-BF16, CUDA), else fp32; fp32 = always fp32 (default auto)")
     add_evaluate_command(commands)
     return parser
 

@@ -5,6 +5,10 @@ Neural models work on a square crop around the hole (`crop_box`), resampled to a
 (`working_size`): the crop's own size, so thin strokes are not inflated, but at least the model's training
 resolution and at most `MAX_WORKING_SIDE`. Only the hole pixels of the result are pasted back, so every pixel
 outside the mask stays bit-identical to the (8-bit RGB) input. Classic OpenCV methods run on the whole photo.
+
+A float32 network runs under bf16 autocast where the hardware has bf16 units (`precision="auto"`, see
+`bf16_is_fast`): msl-face's 256² forward then takes 148 instead of 245 ms on a 2-core Xeon with AMX, and its fill
+moves by 0.0004 on average (images in [-1, 1]). The face prior's least-squares fit always runs in float32.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 
 import cv2
 import numpy as np
@@ -36,6 +41,8 @@ FRAME_BAND = 0.125
 # MIN_CROP_FRACTION × the image's shorter side (so a small hole on a face still shows most of the face).
 CONTEXT_FACTOR = 2.0
 MIN_CROP_FRACTION = 0.6
+# How a float32 network's arithmetic is chosen: "auto" (bf16 autocast where `bf16_is_fast`), "fp32" or "bf16".
+PRECISIONS = ("auto", "fp32", "bf16")
 # Images are resampled with bicubic filters, which reach 2 pixels (of the coarser grid) beyond a pixel.
 _RESAMPLE = Image.Resampling.BICUBIC
 _FILTER_REACH = 2
@@ -218,7 +225,34 @@ def working_frame(mask: np.ndarray, model: nn.Module,
     return box, work, coarse
 
 
-def predict(model: nn.Module, frames: np.ndarray, holes: np.ndarray, guides: np.ndarray | None = None) -> np.ndarray:
+def bf16_is_fast(device: torch.device) -> bool:
+    """Whether bf16 autocast speeds a network up on `device`: a CUDA GPU with bf16 support, or a CPU with bf16 units
+    (AMX tiles or AVX512-BF16, where oneDNN runs bf16 convolutions natively). Elsewhere bf16 is emulated, and slower
+    than float32 (many times slower for some architectures on an AVX2 CPU)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # private, hence looked up with a default
+        return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+    return False
+
+
+def check_precision(precision: str) -> None:
+    """Raise a ValueError naming `precision` unless it is one of `PRECISIONS`."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
+
+
+def network_autocast(param: torch.Tensor, precision: str = "auto") -> AbstractContextManager:
+    """The autocast context a network whose parameters look like `param` runs under: bf16 for a float32 network
+    when `precision` is "bf16", or "auto" and `bf16_is_fast`; otherwise none (the network's own dtype)."""
+    check_precision(precision)
+    bf16 = param.dtype == torch.float32 and (precision == "bf16" or precision == "auto" and bf16_is_fast(param.device))
+    return torch.autocast(param.device.type, dtype=torch.bfloat16, enabled=bf16)
+
+
+def predict(model: nn.Module, frames: np.ndarray, holes: np.ndarray, guides: np.ndarray | None = None,
+            precision: str = "auto") -> np.ndarray:
     """Run a network on working frames and composite: the network inside the holes, the frames elsewhere.
 
     Args:
@@ -226,6 +260,7 @@ def predict(model: nn.Module, frames: np.ndarray, holes: np.ndarray, guides: np.
         frames: (B, S, S, 3) uint8.
         holes: (B, S, S) bool, True = hole.
         guides: Optional (B, S, S, 3) uint8 faces to refine (a model with a face prior; see `MSLInpainter.generate`).
+        precision: One of `PRECISIONS` (see `network_autocast`).
 
     Returns:
         (B, S, S, 3) uint8, equal to `frames` wherever `holes` is False.
@@ -234,13 +269,14 @@ def predict(model: nn.Module, frames: np.ndarray, holes: np.ndarray, guides: np.
     x = frames_to_tensor(frames, param.device, param.dtype)  # (B, 3, S, S) in [-1, 1]
     m = torch.from_numpy(holes[:, None]).to(device=param.device, dtype=param.dtype)  # (B, 1, S, S)
     extra = {} if guides is None else {"guide": frames_to_tensor(guides, param.device, param.dtype)}
-    with torch.inference_mode():
+    with torch.inference_mode(), network_autocast(param, precision):
         filled = tensor_to_frames(model(x, m, **extra))  # (B, S, S, 3)
     return np.where(holes[..., None], filled, frames)
 
 
 def inpaint_arrays(model: Inpainter, images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
-                   batch_size: int = 8, in_place: bool = False, face_framing: bool = True) -> list[np.ndarray]:
+                   batch_size: int = 8, in_place: bool = False, face_framing: bool = True,
+                   precision: str = "auto") -> list[np.ndarray]:
     """Fill the holes of (H, W, 3) uint8 images: the array form of `inpaint`, and what `evaluate` scores.
 
     Args:
@@ -251,10 +287,12 @@ def inpaint_arrays(model: Inpainter, images: Sequence[np.ndarray], masks: Sequen
         in_place: Fill the (writable) images themselves instead of copies (`inpaint` does, for large photos).
         face_framing: Complete a hole on a face in a photo larger than the working frame in the face's
             training-style frame (`face_frames`); False: always in a crop around the hole.
+        precision: A neural model's arithmetic, one of `PRECISIONS` (see `network_autocast`).
 
     Returns:
         (H, W, 3) uint8 each, equal to the input outside the mask.
     """
+    check_precision(precision)
     if isinstance(model, ClassicInpainter):
         filled = []
         for image, mask in zip(images, masks):
@@ -282,10 +320,10 @@ def inpaint_arrays(model: Inpainter, images: Sequence[np.ndarray], masks: Sequen
             band = round(FRAME_BAND * side)
             rest[i] = masks[i].copy()
             rest[i][max(top + band, 0) : top + side - band, max(left + band, 0) : left + side - band] = False
-    complete(model, views, view_masks, face_plans, batch_size)
+    complete(model, views, view_masks, face_plans, batch_size, precision)
     todo = [i for i, mask in enumerate(rest) if mask is not None]
     complete(model, [results[i] for i in todo], [rest[i] for i in todo], [working_frame(rest[i], model) for i in todo],
-             batch_size)
+             batch_size, precision)
     return results
 
 
@@ -297,7 +335,7 @@ def face_frames(images: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> li
 
 
 def complete(model: nn.Module, images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
-             plans: Sequence[tuple[tuple[int, int, int], int, bool]], batch_size: int) -> None:
+             plans: Sequence[tuple[tuple[int, int, int], int, bool]], batch_size: int, precision: str = "auto") -> None:
     """Fill each (writable) image's hole in place with a network, as planned by `working_frame` (crops of the same
     working size and mode are batched)."""
     for work, coarse in sorted({plan[1:] for plan in plans}):
@@ -311,9 +349,9 @@ def complete(model: nn.Module, images: Sequence[np.ndarray], masks: Sequence[np.
             if coarse:  # first at the training resolution, then refined at the working size
                 side = model.config.resolution
                 small = predict(model, np.stack([resize_image(c, side) for c in crops]),
-                                np.stack([resize_mask(h, side) for h in holes]))
+                                np.stack([resize_mask(h, side) for h in holes]), precision=precision)
                 guides = np.stack([resize_image(out, work) for out in small])  # (B, S, S, 3)
-            for out, i, (left, top, side) in zip(predict(model, crops, holes, guides), chunk, boxes):
+            for out, i, (left, top, side) in zip(predict(model, crops, holes, guides, precision), chunk, boxes):
                 fill_hole(images[i], resize_image(out, side), masks[i], left, top, in_place=True)
 
 
@@ -325,6 +363,7 @@ def inpaint(
     dtype: torch.dtype | None = None,
     batch_size: int = 8,
     face_framing: bool = True,
+    precision: str = "auto",
 ) -> Image.Image | list[Image.Image]:
     """Fill the masked region of a face photo (or of a list of them).
 
@@ -338,6 +377,8 @@ def inpaint(
         batch_size: Crops per forward pass when inpainting a list.
         face_framing: A neural model completes a hole on a face in a photo larger than its working frame in a crop
             that frames the face as its training faces were framed (see `inpaint_arrays`).
+        precision: A float32 neural model's arithmetic: "auto" (bf16 autocast on hardware with bf16 units, see
+            `bf16_is_fast`; else float32), "fp32" or "bf16".
 
     Returns:
         An RGB PIL image the size of the input (a list of them for list input), carrying the input's RGB ICC
@@ -345,6 +386,7 @@ def inpaint(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    check_precision(precision)
     single = not isinstance(image, (list, tuple))
     sources = [image] if single else list(image)
     mask_sources = [mask] if single else list(mask)
@@ -360,7 +402,8 @@ def inpaint(
         frames.append(image_array(picture))  # (H, W, 3) uint8, ours: filled in place
         del picture
         masks.append(load_mask(mask_src, (frames[-1].shape[1], frames[-1].shape[0])))
-    filled = inpaint_arrays(inpainter, frames, masks, batch_size, in_place=True, face_framing=face_framing)
+    filled = inpaint_arrays(inpainter, frames, masks, batch_size, in_place=True, face_framing=face_framing,
+                            precision=precision)
     del frames, masks
     results = []
     while filled:

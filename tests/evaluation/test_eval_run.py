@@ -3,6 +3,7 @@ the library entry point with an untrained preset (labels, reruns), the other mas
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -132,6 +133,15 @@ def test_square_protocol(image_folder: Path) -> None:
     assert [b["title"] for b in report["buckets"]] == ["centred square 16×16 (25.0%)"]
     assert {p["mask"] for p in report["pairs"]} == {"square-16px"} and len(report["pairs"]) == 8
     assert all(p["hole_ratio"] == 0.25 for p in report["pairs"])
+
+
+def test_precision_is_checked_and_recorded(image_folder: Path) -> None:
+    config = EvalConfig(images=str(image_folder), methods=["msl-tiny-128"], mask_mode="square", square_size=16,
+                        resolution=32, limit=1, fid=False, lpips=False, device="cpu", precision="fp32")
+    settings = evaluate(config, progress=False).report["settings"]
+    assert settings["precision"] == "fp32" and settings["bf16_autocast"] is False
+    with pytest.raises(ValueError, match="unknown precision 'fp16'"):
+        evaluate(dataclasses.replace(config, precision="fp16"), progress=False)
 
 
 def test_parts_protocol_scores_exactly_what_inpaint_returns(image_folder: Path, tiny_checkpoint: Path) -> None:

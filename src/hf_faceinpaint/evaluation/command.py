@@ -8,6 +8,7 @@ from typing import get_args
 
 from ..masks import parse_buckets
 from ..models.vgg import Normalization
+from ..pipeline import PRECISIONS
 from .pairing import DEFAULT_BUCKETS, MASK_MODES
 
 
@@ -53,6 +54,9 @@ def add_evaluate_command(commands: argparse._SubParsersAction) -> argparse.Argum
     parser.add_argument("--resolution", type=int, default=256, help="evaluation side in pixels (default 256)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cuda when available)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="neural methods' arithmetic: auto = bf16 autocast on hardware with bf16 units (as "
+                             "inpaint() does), fp32 = never (default auto)")
     parser.add_argument("--batch-size", type=int, default=8, help="frames per forward pass (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the mask assignment and untrained weights (default 0)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
@@ -108,6 +112,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
         limit=args.limit,
         batch_size=args.batch_size,
         device=args.device,
+        precision=args.precision,
         fid=args.fid,
         fid_weights=args.fid_weights,
         lpips=args.lpips,

