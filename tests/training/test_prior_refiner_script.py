@@ -94,3 +94,13 @@ def test_perceptual_and_style_losses_join_the_refiners_loss(tmp_path: Path, vgg_
     line = next(line for line in done.stdout.splitlines() if line.startswith("step 1:"))
     perceptual, style = (float(line.split(name)[1].split()[0]) for name in (" perc ", " style "))
     assert perceptual > 0 and style > 0  # both were computed on the composited face, not left at zero
+
+    # --bf16: the same first step (same seed, same draw) under bf16 autocast gives the same losses to bf16 precision
+    common[1] = str(tmp_path / "run-bf16")
+    done = run(*common, "--vgg-weights", str(vgg_file), "--vgg-normalization", "imagenet", "--bf16")
+    assert done.returncode == 0, done.stderr
+    fast = next(line for line in done.stdout.splitlines() if line.startswith("step 1:"))
+    for name in (" l1_hole ", " l1 ", " perc "):
+        value, reference = (float(text.split(name)[1].split()[0]) for text in (fast, line))
+        assert abs(value - reference) <= 0.03 * abs(reference), (name, value, reference)
+    assert fast.split(" (")[0] != line.split(" (")[0]  # ... and bf16 really ran: the printed losses differ
