@@ -3,11 +3,14 @@
     python scripts/export_shipped_model.py runs/msl-tiny-128/final
     python scripts/export_shipped_model.py runs/msl-tiny-128/final --out src/hf_faceinpaint/weights/msl-face
     python scripts/export_shipped_model.py runs/msl-tiny-128/final --prior runs/face-prior-refined.safetensors
+    python scripts/export_shipped_model.py src/hf_faceinpaint/weights/msl-face --refiner refiner.safetensors --out DIR
 
 With `--prior`, the gappy-PCA face prior (`scripts/fit_face_prior.py`) joins the network as a structure transfer
 (`MSLConfig.prior_blend`, eq. 2 of `models/prior.py`): its buffers (and its refiner, from a file of
 `scripts/train_prior_refiner.py --export`) are written into the same safetensors file, so `from_pretrained` carries
-it. The network's weights are unchanged.
+it. The network's weights are unchanged. With `--refiner`, a model that already has a prior with a refiner (the shipped
+msl-face) gets that refiner's weights replaced by a refiner-only file (`scripts/train_prior_refiner.py
+--export-refiner`, what a GPU window sends back); everything else is unchanged.
 
 The input is a `save_pretrained` folder (a run's `final/` holds the EMA generator). The weights are stored in float16
 to halve the package size and load back into a float32 model (`load_state_dict_strict` casts). The script refuses a
@@ -26,7 +29,7 @@ import torch
 
 from hf_faceinpaint.io import atomic_path
 from hf_faceinpaint.models.hub import CONFIG_NAME, WEIGHTS_NAME, CheckpointError
-from hf_faceinpaint.models.prior import load_fit_file, refiner_fine, refiner_width
+from hf_faceinpaint.models.prior import load_fit_file, load_refiner_file, refiner_fine, refiner_width
 from hf_faceinpaint.models.registry import load_pretrained
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "src" / "hf_faceinpaint" / "weights" / "msl-face"
@@ -63,11 +66,24 @@ def with_prior(model: torch.nn.Module, args: argparse.Namespace) -> torch.nn.Mod
     return combined.eval()
 
 
+def with_refiner(model: torch.nn.Module, path: Path) -> torch.nn.Module:
+    """`model` (with a face prior and its refiner) with the refiner's weights of the file `path`."""
+    if getattr(model, "prior", None) is None:
+        sys.exit("error: --refiner: the checkpoint has no face prior")
+    try:
+        load_refiner_file(model.prior, path)
+    except CheckpointError as err:
+        sys.exit(f"error: {err}")
+    return model.eval()
+
+
 def export(checkpoint: Path, out: Path, args: argparse.Namespace) -> None:
     model = load_pretrained(checkpoint)
     reference = load_pretrained(checkpoint)
     if args.prior is not None:
         model, reference = with_prior(model, args), with_prior(reference, args)
+    if args.refiner is not None:
+        model, reference = with_refiner(model, args.refiner), with_refiner(reference, args.refiner)
     with atomic_path(out) as staging:
         model.half().save_pretrained(staging)
         (staging / "README.md").unlink()  # the shipped card is model_cards/<name>.md
@@ -85,6 +101,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("checkpoint", type=Path, help="save_pretrained folder, e.g. runs/msl-tiny-128/final")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"destination folder (default: {DEFAULT_OUT})")
     parser.add_argument("--prior", type=Path, help="a fitted face prior (scripts/fit_face_prior.py) to add")
+    parser.add_argument("--refiner", type=Path,
+                        help="a refiner-only file (train_prior_refiner.py --export-refiner) to replace the prior's "
+                             "refiner of a checkpoint that has one")
     parser.add_argument("--prior-components", type=int, default=200, help="its components to keep (default 200)")
     parser.add_argument("--prior-ridge", type=float, default=5.0, help="ridge weight of its fit (default 5)")
     parser.add_argument("--prior-blend", type=float, default=1.5 / 256,
@@ -94,7 +113,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "(default 12/256)")
     parser.add_argument("--prior-detail", type=float, default=0.0,
                         help="share of the network's detail kept deep inside the hole (default 0)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.prior is not None and args.refiner is not None:
+        parser.error("--prior brings its own refiner: pass --prior or --refiner, not both")
+    return args
 
 
 def main() -> None:

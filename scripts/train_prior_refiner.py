@@ -3,6 +3,7 @@
     python scripts/train_prior_refiner.py "../shared/data/faces128/train-*.parquet" runs/prior-refiner \
         [--prior msl-face] [--steps 6000] [--resume latest]
     python scripts/train_prior_refiner.py ... --export runs/face-prior-refined.safetensors   # no training
+    python scripts/train_prior_refiner.py ... --device cuda --bf16 --workers 8 --minutes 7 --batch-size 128  # a GPU
 
 The PCA (mean, basis, variance) is taken from `--prior` (a model with a face prior, e.g. the shipped msl-face, or a
 file from `scripts/fit_face_prior.py`) and stays fixed; only the refiner learns. Each step draws faces (flipped and
@@ -15,8 +16,11 @@ draw eyes and mouths instead of their posterior mean; optionally (`--perceptual-
 which reward drawn edges over a blurred mean. An exponential moving average of the refiner is what gets exported.
 Checkpoints go to OUT/checkpoint.pt (written to a temporary file, then renamed) every --save-every steps; `--resume
 latest` continues from it. `--export FILE` writes the PCA and the EMA refiner into one safetensors file for
-`scripts/export_shipped_model.py --prior FILE`. `--warm-start` begins from `--prior`'s own refiner (with `--fine`, its
-fine level starts as an upsampling of that refiner's face).
+`scripts/export_shipped_model.py --prior FILE`; `--export-refiner FILE` writes the EMA refiner alone in float16 (what
+a GPU window sends back: `scripts/device_train.sh`), for `scripts/export_shipped_model.py --refiner FILE`.
+`--warm-start` begins from `--prior`'s own refiner (with `--fine`, its fine level starts as an upsampling of that
+refiner's face). `--workers N` draws the batches (augmentation and masks) in N processes, in step order, so a run
+draws the same batches whatever N is; `--minutes` ends a run (with a checkpoint) after that much training time.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from hf_faceinpaint.data import DatasetSpecError, load_fixed_set
 from hf_faceinpaint.losses import PerceptualStyleLoss
@@ -78,17 +83,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--log-every", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    parser.add_argument("--device", default="cpu", help="torch device to train on, e.g. cpu or cuda")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="processes drawing the batches (0 = the training process); the batches are the same")
+    parser.add_argument("--minutes", type=float, default=0.0,
+                        help="stop (with a checkpoint) after this many minutes of training; 0 = run to --steps")
     parser.add_argument("--bf16", action="store_true",
                         help="bf16 autocast for the networks (the PCA fit stays float32): measure first, it is fast "
                              "only on CPUs with bf16 units (AMX, AVX512-BF16)")
     parser.add_argument("--resume", choices=["latest"], help="continue from OUT/checkpoint.pt")
     parser.add_argument("--export", type=Path, help="write the PCA and the EMA refiner to this .safetensors file, "
                         "from OUT/checkpoint.pt, and exit")
+    parser.add_argument("--export-refiner", type=Path,
+                        help="after training (or, with --export, instead): write the EMA refiner alone, float16, to "
+                             "this .safetensors file (for export_shipped_model.py --refiner)")
     args = parser.parse_args(argv)
     if (args.perceptual_weight or args.style_weight) and args.vgg_weights is None and args.export is None:
         parser.error("--perceptual-weight and --style-weight need --vgg-weights")
-    if args.export is not None and args.export.suffix != ".safetensors":
-        parser.error("--export needs a .safetensors file")
+    for option, path in (("--export", args.export), ("--export-refiner", args.export_refiner)):
+        if path is not None and path.suffix != ".safetensors":
+            parser.error(f"{option} needs a .safetensors file")
+    if args.workers < 0 or args.minutes < 0:
+        parser.error("--workers and --minutes must not be negative")
     return args
 
 
@@ -136,6 +152,32 @@ def augment(faces: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     return torch.cat(out) / 127.5 - 1.0  # (B, 3, R, R)
 
 
+def draw_batch(faces: torch.Tensor, seed: int, step: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch of step `step`: augmented faces (B, 3, R, R) in [-1, 1] and their holes (B, 1, R, R), 1 = hole,
+    drawn from the step's own generator (a resumed run, or one with workers, draws what an uninterrupted one would)."""
+    rng = np.random.default_rng([seed, step])
+    real = augment(faces[torch.from_numpy(rng.integers(0, len(faces), batch_size))], rng)
+    hole = torch.from_numpy(np.stack([face_mix_mask(RESOLUTION, rng) for _ in range(batch_size)]))
+    return real, hole[:, None].float()
+
+
+class Batches(IterableDataset):
+    """The batches of steps `first`, `first` + 1, ... (`draw_batch`); worker k of n draws the steps ≡ k mod n, and a
+    DataLoader takes the workers' batches in turn, so they arrive in step order."""
+
+    def __init__(self, faces: torch.Tensor, seed: int, first: int, last: int, batch_size: int) -> None:
+        super().__init__()
+        self.faces, self.seed, self.first, self.last, self.batch_size = faces, seed, first, last, batch_size
+
+    def __iter__(self):
+        worker = get_worker_info()
+        index, count = (0, 1) if worker is None else (worker.id, worker.num_workers)
+        if worker is not None:
+            torch.set_num_threads(1)  # the workers are many; each one draws whole batches
+        for step in range(self.first + index, self.last, count):
+            yield draw_batch(self.faces, self.seed, step, self.batch_size)
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
     """torch.save to a temporary file renamed into place (a killed run never leaves half a checkpoint)."""
     tmp = path.with_suffix(".tmp")
@@ -143,9 +185,14 @@ def save_checkpoint(path: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
-def export(prior: FacePrior, refiner_state: dict, path: Path) -> None:
+def export(prior: FacePrior, refiner_state: dict, path: Path, refiner_only: bool = False) -> None:
+    """Write the PCA and the refiner (float32), or with `refiner_only` the refiner alone (float16, keys
+    "refiner.*"), through a temporary file renamed into place."""
     prior.refiner.load_state_dict(refiner_state)
-    tensors = {key: value.float().contiguous() for key, value in prior.state_dict().items()}
+    state = {key: value for key, value in prior.state_dict().items() if key.startswith("refiner.") or not refiner_only}
+    dtype = torch.float16 if refiner_only else torch.float32
+    tensors = {key: value.to("cpu", dtype if value.is_floating_point() else value.dtype).contiguous()
+               for key, value in state.items()}
     save_safetensors_atomic(tensors, path, metadata={"size": str(prior.size), "refiner_width": str(
         prior.refiner.head.weight.shape[1])})
     print(f"wrote {path}")
@@ -158,13 +205,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     checkpoint_path = args.out / "checkpoint.pt"
-    prior = build_prior(args)
+    device = torch.device(args.device)
+    prior = build_prior(args).to(device)
     refiner = prior.refiner
-    discriminator = PatchDiscriminator(in_channels=4, widths=(64, 128, 256))
+    discriminator = PatchDiscriminator(in_channels=4, widths=(64, 128, 256)).to(device)
     opt_g = torch.optim.Adam(refiner.parameters(), lr=args.lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=args.lr, betas=(0.5, 0.999))
     ema = copy.deepcopy(refiner).requires_grad_(False)
-    features = (PerceptualStyleLoss(load_vgg16(args.vgg_weights, args.vgg_normalization))
+    features = (PerceptualStyleLoss(load_vgg16(args.vgg_weights, args.vgg_normalization)).to(device)
                 if args.perceptual_weight or args.style_weight else None)
     step = 0
     if args.resume or args.export:
@@ -180,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"resumed at step {step}")
     if args.export:
         export(prior, ema.state_dict(), args.export)
+        if args.export_refiner:
+            export(prior, ema.state_dict(), args.export_refiner, refiner_only=True)
         return 0
 
     start = time.perf_counter()
@@ -193,13 +243,14 @@ def main(argv: list[str] | None = None) -> int:
     log = open(args.out / "log.csv", "a")
     side = prior.size * (2 if args.fine else 1)  # the side of the refiner's face
     refiner.train()
-    autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16)  # noqa: E731
-    tick, seen = time.perf_counter(), 0
-    while step < args.steps:
-        rng = np.random.default_rng([args.seed, step])  # a resumed run draws what the uninterrupted one would
-        real = augment(faces[torch.from_numpy(rng.integers(0, len(faces), args.batch_size))], rng)
-        hole = torch.from_numpy(np.stack([face_mix_mask(RESOLUTION, rng) for _ in range(args.batch_size)]))
-        hole = hole[:, None].float()  # (B, 1, R, R)
+    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)  # noqa: E731
+    batches = DataLoader(Batches(faces, args.seed, step, args.steps, args.batch_size), batch_size=None,
+                         num_workers=args.workers, pin_memory=device.type == "cuda",
+                         prefetch_factor=4 if args.workers else None)
+    began = tick = time.perf_counter()
+    seen = 0
+    for real, hole in batches:  # (B, 3, R, R) in [-1, 1], (B, 1, R, R)
+        real, hole = real.to(device, non_blocking=True), hole.to(device, non_blocking=True)
         with torch.no_grad():
             guess, cells, share, _ = prior.fit_grid(real, hole)  # (B, 3, S, S) ×2, (B, 1, S, S)
             # the known cells and the target on the output's grid (S, or 2S with --fine): (B, 3|1, side, side)
@@ -253,12 +304,18 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
             log.write(line + "\n")
             log.flush()
-        if step % args.save_every == 0 or step == args.steps:
+        out_of_time = args.minutes and time.perf_counter() - began > 60 * args.minutes
+        if step % args.save_every == 0 or step == args.steps or out_of_time:
             save_checkpoint(checkpoint_path, {
                 "refiner": refiner.state_dict(), "ema": ema.state_dict(),
                 "discriminator": discriminator.state_dict(), "opt_g": opt_g.state_dict(),
                 "opt_d": opt_d.state_dict(), "step": step,
             })
+        if out_of_time:
+            print(f"stopped after {args.minutes:g} minutes at step {step}")
+            break
+    if args.export_refiner:
+        export(prior, ema.state_dict(), args.export_refiner, refiner_only=True)
     return 0
 
 

@@ -21,6 +21,7 @@ from hf_faceinpaint.models.prior import (
     hole_depth,
     known_cells,
     load_fit_file,
+    load_refiner_file,
     refiner_fine,
     refiner_width,
     save_fit,
@@ -264,6 +265,27 @@ def test_a_prior_file_carries_its_refiner_strictly(tmp_path) -> None:
         load_fit_file(FacePrior(16, 12, 0.5, refiner_width=4), fine_file)
     with pytest.raises(CheckpointError, match="refiner keys missing or unexpected: fine"):
         load_fit_file(FacePrior(16, 12, 0.5, refiner_width=4, refiner_fine=True), with_refiner)
+
+
+def test_a_refiner_file_replaces_the_refiner_alone_strictly(tmp_path) -> None:
+    torch.manual_seed(0)
+    source, target = random_prior(refiner_width=4), random_prior(seed=1, refiner_width=4)
+    refiner_file = tmp_path / "refiner.safetensors"
+    save_safetensors_atomic({f"refiner.{k}": v.half() if v.is_floating_point() else v
+                             for k, v in source.refiner.state_dict().items()}, refiner_file)
+    basis = target.basis.clone()
+    load_refiner_file(target, refiner_file)
+    for key, value in source.refiner.state_dict().items():
+        torch.testing.assert_close(target.refiner.state_dict()[key], value.half().to(value.dtype), msg=key)
+    torch.testing.assert_close(target.basis, basis)  # the PCA stays
+    with pytest.raises(CheckpointError, match="has no refiner"):
+        load_refiner_file(random_prior(), refiner_file)
+    with pytest.raises(CheckpointError, match="wrong shape"):
+        load_refiner_file(random_prior(refiner_width=8), refiner_file)
+    whole = tmp_path / "whole.safetensors"
+    save_safetensors_atomic({k: v.contiguous() for k, v in source.state_dict().items()}, whole)
+    with pytest.raises(CheckpointError, match="more than a refiner: basis"):
+        load_refiner_file(target, whole)
 
 
 @pytest.mark.parametrize("fine", [False, True])

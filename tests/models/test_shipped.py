@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import sys
 from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
@@ -53,6 +55,32 @@ def test_the_export_script_writes_the_shipped_blend_settings(folder: Path) -> No
     shipped = json.loads((folder / "config.json").read_text())
     for key in ("prior_components", "prior_ridge", "prior_blend", "prior_blend_ramp", "prior_detail"):
         assert args[key] == pytest.approx(shipped[key]), key
+
+
+def test_the_export_script_swaps_in_a_refiner_file(folder: Path, tmp_path: Path) -> None:
+    """A GPU window sends back the refiner alone (train_prior_refiner.py --export-refiner); `--refiner` puts it into
+    the shipped model and changes nothing else."""
+    from hf_faceinpaint.models.hub import save_safetensors_atomic
+
+    shipped = load_pretrained(folder)
+    refiner = {key: value + 0.01 if value.is_floating_point() else value
+               for key, value in shipped.prior.refiner.state_dict().items()}
+    save_safetensors_atomic({f"refiner.{key}": value.half() if value.is_floating_point() else value
+                             for key, value in refiner.items()}, tmp_path / "refiner.safetensors")
+    done = subprocess.run([sys.executable, str(EXPORT_SCRIPT), str(folder), "--refiner",
+                           str(tmp_path / "refiner.safetensors"), "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    swapped = load_pretrained(tmp_path / "out")
+    for key, value in swapped.state_dict().items():
+        expected = refiner[key.removeprefix("prior.refiner.")] if key.startswith("prior.refiner.") else \
+            shipped.state_dict()[key]
+        torch.testing.assert_close(value, expected.half().to(value.dtype) if value.is_floating_point() else expected,
+                                   msg=key)
+    assert json.loads((tmp_path / "out" / "config.json").read_text()) == json.loads((folder / "config.json").read_text())
+    both = subprocess.run([sys.executable, str(EXPORT_SCRIPT), str(folder), "--refiner", "r.safetensors", "--prior",
+                           "p.safetensors"], capture_output=True, text=True, timeout=60)
+    assert both.returncode == 2 and "--prior or --refiner, not both" in both.stderr
 
 
 def test_default_model_loads_strictly_in_float32(folder: Path) -> None:

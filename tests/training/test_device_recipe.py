@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from hf_faceinpaint.models.prior import load_refiner_file
 from hf_faceinpaint.models.registry import load_pretrained
 
 pytestmark = pytest.mark.slow  # packing and the dry run take 40 s on 2 cores
@@ -76,10 +77,26 @@ def test_pack_refuses_to_exceed_its_size_limit(tmp_path: Path, pack: Path, vgg_f
     assert not (tmp_path / "p").exists()
 
 
-def test_dry_run_leaves_a_loadable_model_and_the_reports(tmp_path: Path, pack: Path) -> None:
+def test_dry_run_of_the_refiner_leaves_a_refiner_the_shipped_model_takes(tmp_path: Path, pack: Path) -> None:
     out = tmp_path / "out"
     env = {**os.environ, "PACK": str(pack), "OUT": str(out), "DRY_RUN": "1", "RUN": str(tmp_path / "run"),
            "PYTHON": sys.executable}
+    done = subprocess.run(["bash", "scripts/device_train.sh"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert {p.name for p in out.iterdir()} == {"refiner.safetensors", "refiner-log.csv"}
+    assert len((out / "refiner-log.csv").read_text().splitlines()) == 2  # steps 1 and 2
+    assert (out / "refiner.safetensors").stat().st_size < 16 * 2**20  # what a device run can send back
+    model = load_pretrained(ROOT / "src" / "hf_faceinpaint" / "weights" / "msl-face")
+    load_refiner_file(model.prior, out / "refiner.safetensors")  # strict
+    wrong = subprocess.run(["bash", "scripts/device_train.sh"], cwd=ROOT, env={**env, "TARGET": "both"},
+                           capture_output=True, text=True)
+    assert wrong.returncode == 2 and "TARGET must be refiner or network" in wrong.stderr
+
+
+def test_dry_run_leaves_a_loadable_model_and_the_reports(tmp_path: Path, pack: Path) -> None:
+    out = tmp_path / "out"
+    env = {**os.environ, "PACK": str(pack), "OUT": str(out), "DRY_RUN": "1", "RUN": str(tmp_path / "run"),
+           "PYTHON": sys.executable, "TARGET": "network"}
     done = subprocess.run(["bash", "scripts/device_train.sh"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     assert {p.name for p in out.iterdir()} == {"msl-face-gpu", "discriminator.safetensors", "metrics.jsonl",

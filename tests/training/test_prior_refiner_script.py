@@ -11,7 +11,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from hf_faceinpaint.models.prior import FacePrior, fit_pca, load_fit_file, refiner_fine, refiner_width, save_fit
+from hf_faceinpaint.models.prior import (
+    FacePrior,
+    fit_pca,
+    load_fit_file,
+    load_refiner_file,
+    refiner_fine,
+    refiner_width,
+    save_fit,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "train_prior_refiner.py"
@@ -66,6 +74,36 @@ def test_train_resume_and_export(tmp_path: Path) -> None:
     wrong = run(str(faces), str(tmp_path / "wrong"), "--prior", str(exported), "--components", "8", "--width", "8",
                 "--warm-start")
     assert wrong.returncode != 0 and "does not fit --width 8" in wrong.stderr
+
+
+def test_workers_draw_the_same_batches_and_a_time_budget_ends_the_run(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for index in range(6):
+        Image.fromarray(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)).save(faces / f"{index}.png")
+    pca = tmp_path / "pca.safetensors"
+    save_fit(pca, *fit_pca(torch.rand(40, 3, 16, 16) * 2 - 1, 8))
+    common = ["--prior", str(pca), "--components", "8", "--width", "4", "--batch-size", "2", "--log-every", "1"]
+
+    alone = run(str(faces), str(tmp_path / "alone"), *common, "--steps", "3")
+    pooled = run(str(faces), str(tmp_path / "pooled"), *common, "--steps", "3", "--workers", "2",
+                 "--export-refiner", str(tmp_path / "refiner.safetensors"))
+    assert alone.returncode == 0 and pooled.returncode == 0, alone.stderr + pooled.stderr
+    losses = [[line.split(" (")[0] for line in done.stdout.splitlines() if line.startswith("step ")]
+              for done in (alone, pooled)]
+    assert len(losses[0]) == 3 and losses[0] == losses[1]  # batch for batch the same draw, in step order
+
+    # --export-refiner: the moving average alone, float16, loadable strictly into a prior with that refiner
+    ema = torch.load(tmp_path / "pooled" / "checkpoint.pt", weights_only=True)["ema"]
+    prior = FacePrior(16, 8, 5.0, refiner_width=4)
+    load_refiner_file(prior, tmp_path / "refiner.safetensors")
+    torch.testing.assert_close(prior.refiner.head.weight, ema["head.weight"].half().float())
+
+    timed = run(str(faces), str(tmp_path / "timed"), *common, "--steps", "1000", "--minutes", "0.0001")
+    assert timed.returncode == 0, timed.stderr
+    assert "stopped after 0.0001 minutes at step 1" in timed.stdout
+    assert torch.load(tmp_path / "timed" / "checkpoint.pt", weights_only=True)["step"] == 1
 
 
 def test_a_file_that_is_not_a_prior_is_refused(tmp_path: Path) -> None:

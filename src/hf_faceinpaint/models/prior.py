@@ -389,12 +389,34 @@ def load_fit_file(prior: FacePrior, path: str | os.PathLike) -> None:
     if prior.refiner is None and refiner:
         raise CheckpointError(f"face prior file {path} holds a refiner the model has none of")
     if prior.refiner is not None:
-        expected = prior.refiner.state_dict()
-        wrong = sorted(set(expected) ^ set(refiner))
-        if wrong:
-            raise CheckpointError(f"face prior file {path}: refiner keys missing or unexpected: {', '.join(wrong[:5])}")
-        bad = [key for key in expected if expected[key].shape != refiner[key].shape]
-        if bad:
-            raise CheckpointError(f"face prior file {path}: refiner tensors of the wrong shape: {', '.join(bad[:5])}")
-        prior.refiner.load_state_dict(refiner)
+        _load_refiner(prior.refiner, refiner, path)
     prior.load_fit(mean, basis, variance)
+
+
+def load_refiner_file(prior: FacePrior, path: str | os.PathLike) -> None:
+    """Replace the weights of `prior`'s refiner, strictly, by those of a refiner-only file
+    (`scripts/train_prior_refiner.py --export-refiner`: keys "refiner.*", any floating dtype); the PCA stays.
+
+    Raises:
+        CheckpointError: Unreadable file, `prior` without a refiner, other tensors in the file, or missing,
+            unexpected or misshapen refiner tensors.
+    """
+    state = read_state_dict(path, "refiner")
+    if prior.refiner is None:
+        raise CheckpointError(f"refiner file {path}: the model's face prior has no refiner")
+    other = sorted(key for key in state if not key.startswith("refiner."))
+    if other:
+        raise CheckpointError(f"refiner file {path} holds more than a refiner: {', '.join(other[:5])}")
+    _load_refiner(prior.refiner, {key.removeprefix("refiner."): value for key, value in state.items()}, path)
+
+
+def _load_refiner(refiner: PriorRefiner, state: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
+    """Load `state` into `refiner` strictly, naming missing, unexpected or misshapen keys."""
+    expected = refiner.state_dict()
+    wrong = sorted(set(expected) ^ set(state))
+    if wrong:
+        raise CheckpointError(f"face prior file {path}: refiner keys missing or unexpected: {', '.join(wrong[:5])}")
+    bad = [key for key in expected if expected[key].shape != state[key].shape]
+    if bad:
+        raise CheckpointError(f"face prior file {path}: refiner tensors of the wrong shape: {', '.join(bad[:5])}")
+    refiner.load_state_dict(state)
