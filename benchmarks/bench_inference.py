@@ -33,7 +33,7 @@ from PIL import Image
 from hf_faceinpaint import ClassicInpainter, inpaint, list_presets
 from hf_faceinpaint.images import example_image_path, example_mask_path
 from hf_faceinpaint.models.registry import from_preset, preset_config, resolve_model
-from hf_faceinpaint.pipeline import bf16_is_fast
+from hf_faceinpaint.pipeline import bf16_is_fast, uses_bf16
 from hf_faceinpaint.profiling import count_parameters, gflops_per_image
 
 SHARED = Path(os.environ.get("HF_FACEINPAINT_SHARED", Path(__file__).resolve().parents[2] / "shared"))
@@ -106,9 +106,11 @@ def bench_inpaint(spec: str | None, side: int | None, repeats: int, precision: s
         photo, hole, label = Image.fromarray(images[0]), Image.fromarray(masks[0]), f"{side}²"
     resolved = resolve_model(spec)
     ms = median_ms(lambda: inpaint(photo, hole, model=resolved.model, precision=precision), repeats)
-    bf16 = not isinstance(resolved.model, ClassicInpainter) and (
-        precision == "auto" and bf16_is_fast(next(resolved.model.parameters()).device))
-    arithmetic = "-" if isinstance(resolved.model, ClassicInpainter) else "bf16 autocast" if bf16 else "fp32"
+    arithmetic = "-"
+    if not isinstance(resolved.model, ClassicInpainter):
+        param = next(resolved.model.parameters())
+        own = "fp32" if param.dtype == torch.float32 else str(param.dtype).removeprefix("torch.")
+        arithmetic = "bf16 autocast" if uses_bf16(param.device, param.dtype, precision) else own
     return {"method": resolved.name, "photo": label, "arithmetic": arithmetic, "ms per inpaint()": f"{ms:.0f}"}
 
 

@@ -89,14 +89,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--minutes", type=float, default=0.0,
                         help="stop (with a checkpoint) after this many minutes of training; 0 = run to --steps")
     parser.add_argument("--bf16", action="store_true",
-                        help="bf16 autocast for the networks (the PCA fit stays float32): measure first, it is fast "
-                             "only on CPUs with bf16 units (AMX, AVX512-BF16)")
+                        help="bf16 autocast for the networks (the PCA fit stays float32): on a GPU, or a CPU with bf16 "
+                             "units (AMX, AVX512-BF16: 10.4 against 5.0 faces/s on 2 Xeon cores); slower elsewhere")
     parser.add_argument("--resume", choices=["latest"], help="continue from OUT/checkpoint.pt")
     parser.add_argument("--export", type=Path, help="write the PCA and the EMA refiner to this .safetensors file, "
                         "from OUT/checkpoint.pt, and exit")
     parser.add_argument("--export-refiner", type=Path,
-                        help="after training (or, with --export, instead): write the EMA refiner alone, float16, to "
-                             "this .safetensors file (for export_shipped_model.py --refiner)")
+                        help="after training (or with --export, beside its file): write the EMA refiner alone, float16, "
+                             "to this .safetensors file (for export_shipped_model.py --refiner)")
     args = parser.parse_args(argv)
     if (args.perceptual_weight or args.style_weight) and args.vgg_weights is None and args.export is None:
         parser.error("--perceptual-weight and --style-weight need --vgg-weights")

@@ -243,12 +243,17 @@ def check_precision(precision: str) -> None:
         raise ValueError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
 
 
-def network_autocast(param: torch.Tensor, precision: str = "auto") -> AbstractContextManager:
-    """The autocast context a network whose parameters look like `param` runs under: bf16 for a float32 network
-    when `precision` is "bf16", or "auto" and `bf16_is_fast`; otherwise none (the network's own dtype)."""
+def uses_bf16(device: torch.device, dtype: torch.dtype, precision: str = "auto") -> bool:
+    """Whether a network with `dtype` parameters on `device` runs under bf16 autocast: a float32 network when
+    `precision` is "bf16", or "auto" and `bf16_is_fast`."""
     check_precision(precision)
-    bf16 = param.dtype == torch.float32 and (precision == "bf16" or precision == "auto" and bf16_is_fast(param.device))
-    return torch.autocast(param.device.type, dtype=torch.bfloat16, enabled=bf16)
+    return dtype == torch.float32 and (precision == "bf16" or precision == "auto" and bf16_is_fast(device))
+
+
+def network_autocast(param: torch.Tensor, precision: str = "auto") -> AbstractContextManager:
+    """The autocast context a network whose parameters look like `param` runs under (`uses_bf16`)."""
+    enabled = uses_bf16(param.device, param.dtype, precision)
+    return torch.autocast(param.device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def predict(model: nn.Module, frames: np.ndarray, holes: np.ndarray, guides: np.ndarray | None = None,

@@ -17,7 +17,7 @@ import torch
 from .. import __version__
 from ..masks import Bucket, hole_ratio
 from ..models.vgg import Normalization
-from ..pipeline import bf16_is_fast, check_precision
+from ..pipeline import check_precision, uses_bf16
 from .dataset import EvalImages, load_eval_images
 from .methods import EvalMethod, load_method, resolve_device, run_method
 from .pairing import DEFAULT_BUCKETS, MASK_MODES, MaskPlan, folder_plan, generated_plan, parts_plan, square_plan
@@ -312,7 +312,7 @@ def _settings(config: EvalConfig, images: EvalImages, plan: MaskPlan, device: to
         "batch_size": config.batch_size,
         "device": str(device),
         "precision": config.precision,
-        "bf16_autocast": config.precision == "bf16" or config.precision == "auto" and bf16_is_fast(device),
+        "bf16_autocast": uses_bf16(device, torch.float32, config.precision),  # for a float32 network
     }
 
 
