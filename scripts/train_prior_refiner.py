@@ -95,8 +95,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--export", type=Path, help="write the PCA and the EMA refiner to this .safetensors file, "
                         "from OUT/checkpoint.pt, and exit")
     parser.add_argument("--export-refiner", type=Path,
-                        help="after training (or with --export, beside its file): write the EMA refiner alone, float16, "
-                             "to this .safetensors file (for export_shipped_model.py --refiner)")
+                        help="after training (or with --export, beside its file): write the EMA refiner alone, "
+                             "float16, to this .safetensors file (for export_shipped_model.py --refiner)")
     args = parser.parse_args(argv)
     if (args.perceptual_weight or args.style_weight) and args.vgg_weights is None and args.export is None:
         parser.error("--perceptual-weight and --style-weight need --vgg-weights")

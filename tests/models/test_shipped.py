@@ -77,7 +77,8 @@ def test_the_export_script_swaps_in_a_refiner_file(folder: Path, tmp_path: Path)
             shipped.state_dict()[key]
         torch.testing.assert_close(value, expected.half().to(value.dtype) if value.is_floating_point() else expected,
                                    msg=key)
-    assert json.loads((tmp_path / "out" / "config.json").read_text()) == json.loads((folder / "config.json").read_text())
+    configs = [json.loads((path / "config.json").read_text()) for path in (tmp_path / "out", folder)]
+    assert configs[0] == configs[1]
     both = subprocess.run([sys.executable, str(EXPORT_SCRIPT), str(folder), "--refiner", "r.safetensors", "--prior",
                            "p.safetensors"], capture_output=True, text=True, timeout=60)
     assert both.returncode == 2 and "--prior or --refiner, not both" in both.stderr
