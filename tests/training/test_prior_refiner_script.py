@@ -29,6 +29,18 @@ def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300)
 
 
+def noise_faces_and_pca(tmp_path: Path, count: int, seed: int) -> tuple[Path, Path]:
+    """A folder of `count` 128² noise "faces" and an 8-component PCA of random 16² faces."""
+    rng = np.random.default_rng(seed)
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for index in range(count):
+        Image.fromarray(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)).save(faces / f"{index}.png")
+    pca = tmp_path / "pca.safetensors"
+    save_fit(pca, *fit_pca(torch.rand(40, 3, 16, 16) * 2 - 1, 8))
+    return faces, pca
+
+
 def test_train_resume_and_export(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     faces = tmp_path / "faces"
@@ -77,13 +89,7 @@ def test_train_resume_and_export(tmp_path: Path) -> None:
 
 
 def test_workers_draw_the_same_batches_and_a_time_budget_ends_the_run(tmp_path: Path) -> None:
-    rng = np.random.default_rng(2)
-    faces = tmp_path / "faces"
-    faces.mkdir()
-    for index in range(6):
-        Image.fromarray(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)).save(faces / f"{index}.png")
-    pca = tmp_path / "pca.safetensors"
-    save_fit(pca, *fit_pca(torch.rand(40, 3, 16, 16) * 2 - 1, 8))
+    faces, pca = noise_faces_and_pca(tmp_path, 6, seed=2)
     common = ["--prior", str(pca), "--components", "8", "--width", "4", "--batch-size", "2", "--log-every", "1"]
 
     alone = run(str(faces), str(tmp_path / "alone"), *common, "--steps", "3")
@@ -114,13 +120,7 @@ def test_a_file_that_is_not_a_prior_is_refused(tmp_path: Path) -> None:
 
 
 def test_perceptual_and_style_losses_join_the_refiners_loss(tmp_path: Path, vgg_file: Path) -> None:
-    rng = np.random.default_rng(1)
-    faces = tmp_path / "faces"
-    faces.mkdir()
-    for index in range(4):
-        Image.fromarray(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)).save(faces / f"{index}.png")
-    pca = tmp_path / "pca.safetensors"
-    save_fit(pca, *fit_pca(torch.rand(40, 3, 16, 16) * 2 - 1, 8))
+    faces, pca = noise_faces_and_pca(tmp_path, 4, seed=1)
     common = [str(faces), str(tmp_path / "run"), "--prior", str(pca), "--components", "8", "--width", "4",
               "--batch-size", "2", "--steps", "1", "--log-every", "1", "--perceptual-weight", "0.1",
               "--style-weight", "0.5"]
