@@ -54,8 +54,8 @@ mkdir -p "$OUT"
 rm -rf "$RUN"
 
 if [ "$TARGET" = refiner ]; then
-    # the losses of the best CPU fine-tuning so far (2026-12-03, from v5: +0.02 to +0.08 dB on every part and bucket
-    # of the selection set): hole L1 3, adversarial 0.3, perceptual 0.25 (VGG16 pool1-pool3)
+    # the losses of v6's last CPU phase (2026-12-03, what drew its eyes and lips): L1 on 4×4 means (hole weight 3),
+    # adversarial 1 (discriminator learning rate 4e-4), perceptual 0.25 (VGG16 pool1-pool3)
     if [ "$DRY_RUN" = 1 ]; then
         shape=(--device cpu --batch-size "${BATCH:-2}" --steps 2 --log-every 1)
     else
@@ -64,7 +64,7 @@ if [ "$TARGET" = refiner ]; then
                --workers 12 --log-every 50 --save-every 100000000)
     fi
     "$PYTHON" scripts/train_prior_refiner.py "$PACK/train-*.parquet" "$RUN" --prior "${INIT:-msl-face}" --fine \
-        --warm-start --hole-weight 3 --adv-weight 0.3 --perceptual-weight 0.25 \
+        --warm-start --hole-weight 3 --lowpass 4 --adv-weight 1 --d-lr 4e-4 --perceptual-weight 0.25 \
         --vgg-weights "$PACK/vgg16-pool3.safetensors" --export-refiner "$OUT/refiner.safetensors" "${shape[@]}"
     cp "$RUN/log.csv" "$OUT/refiner-log.csv"
     exit 0

@@ -10,7 +10,8 @@ file from `scripts/fit_face_prior.py`) and stays fixed; only the refiner learns.
 zoomed by up to 12 %), a training mask each (`masks.face_mix_mask`: face-part boxes, thick masks, strokes), fits the
 PCA to the known pixels exactly as inference does (`FacePrior.fit_grid`), and trains the refiner to give back the real
 face on the grid (with `--fine`, on a grid twice as fine, from the known pixels there too: see `PriorRefiner`): L1
-(the hole's cells weighted 6×) plus a hinge loss against a spectral-norm patch discriminator, which is what makes it
+(the hole's cells weighted 6×; with `--lowpass K` on K×K cell means, so only the structure is held to the truth)
+plus a hinge loss against a spectral-norm patch discriminator, which is what makes it
 draw eyes and mouths instead of their posterior mean; optionally (`--perceptual-weight`, `--style-weight`, with
 `--vgg-weights`) the MSL paper's perceptual and style losses (eqs. 7-9, VGG16 pool1-pool3) of the composited face,
 which reward drawn edges over a blurred mean. An exponential moving average of the refiner is what gets exported.
@@ -66,8 +67,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="start from --prior's refiner (of the same --width) instead of a fresh one")
     parser.add_argument("--steps", type=int, default=6000, help="total steps (a resumed run continues to it)")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate of both networks")
+    parser.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (both networks)")
     parser.add_argument("--hole-weight", type=float, default=6.0, help="L1 weight of the hole's cells")
+    parser.add_argument("--lowpass", type=int, default=1,
+                        help="take the L1 losses on K×K cell means of the face (K = 1: per cell); the detail finer "
+                             "than that is then left to the adversarial and perceptual losses")
+    parser.add_argument("--d-lr", type=float, default=None, help="Adam learning rate of the discriminator (--lr)")
     parser.add_argument("--adv-weight", type=float, default=0.05, help="weight of the adversarial loss")
     parser.add_argument("--perceptual-weight", type=float, default=0.0,
                         help="weight of the perceptual loss (eq. 7, VGG16 pool1-pool3) on the composited face; 0 = off")
@@ -208,9 +213,12 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     prior = build_prior(args).to(device)
     refiner = prior.refiner
+    side = prior.size * (2 if args.fine else 1)  # the side of the refiner's face
+    if args.lowpass < 1 or side % args.lowpass:
+        raise SystemExit(f"error: --lowpass {args.lowpass} must be a positive divisor of the face's side {side}")
     discriminator = PatchDiscriminator(in_channels=4, widths=(64, 128, 256)).to(device)
     opt_g = torch.optim.Adam(refiner.parameters(), lr=args.lr, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=args.lr, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=args.d_lr or args.lr, betas=(0.5, 0.999))
     ema = copy.deepcopy(refiner).requires_grad_(False)
     features = (PerceptualStyleLoss(load_vgg16(args.vgg_weights, args.vgg_normalization)).to(device)
                 if args.perceptual_weight or args.style_weight else None)
@@ -225,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
         opt_g.load_state_dict(state["opt_g"])
         opt_d.load_state_dict(state["opt_d"])
         step = int(state["step"])
+        for optimizer, lr in ((opt_g, args.lr), (opt_d, args.d_lr or args.lr)):  # this run's rates, not the saved
+            for group in optimizer.param_groups:
+                group["lr"] = lr
         print(f"resumed at step {step}")
     if args.export:
         export(prior, ema.state_dict(), args.export)
@@ -241,7 +252,6 @@ def main(argv: list[str] | None = None) -> int:
     faces = ((faces + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)  # a quarter of the memory
     print(f"{len(faces)} faces loaded in {time.perf_counter() - start:.0f} s")
     log = open(args.out / "log.csv", "a")
-    side = prior.size * (2 if args.fine else 1)  # the side of the refiner's face
     refiner.train()
     autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)  # noqa: E731
     batches = DataLoader(Batches(faces, args.seed, step, args.steps, args.batch_size), batch_size=None,
@@ -272,8 +282,10 @@ def main(argv: list[str] | None = None) -> int:
 
         # refiner: L1 (the hole's cells weighted) plus the hinge generator loss, and the perceptual and style
         # losses (eqs. 7-9) of the composited face, which reward drawn edges over their blurred mean
-        error = (face - target).abs()
-        l1_hole = (error * missing).sum() / (3 * missing.sum()).clamp_min(1.0)
+        # (with --lowpass K, on K×K cell means: the structure, not the detail, is held to the truth)
+        error = F.avg_pool2d(face - target, args.lowpass).abs()  # (B, 3, side/K, side/K)
+        pooled = F.avg_pool2d(missing, args.lowpass)
+        l1_hole = (error * pooled).sum() / (3 * pooled.sum()).clamp_min(1.0)
         l1_all = error.mean()
         with autocast():
             adv = -discriminator(fake, missing).float().mean()

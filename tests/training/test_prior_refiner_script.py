@@ -142,3 +142,28 @@ def test_perceptual_and_style_losses_join_the_refiners_loss(tmp_path: Path, vgg_
         value, reference = (float(text.split(name)[1].split()[0]) for text in (fast, line))
         assert abs(value - reference) <= 0.03 * abs(reference), (name, value, reference)
     assert fast.split(" (")[0] != line.split(" (")[0]  # ... and bf16 really ran: the printed losses differ
+
+
+def test_lowpass_l1_and_the_discriminators_own_rate(tmp_path: Path) -> None:
+    faces, pca = noise_faces_and_pca(tmp_path, 4, seed=3)
+    common = ["--prior", str(pca), "--components", "8", "--width", "4", "--batch-size", "2", "--log-every", "1",
+              "--save-every", "1"]
+
+    def first_l1(run_name: str, *extra: str) -> float:
+        done = run(str(faces), str(tmp_path / run_name), *common, "--steps", "1", *extra)
+        assert done.returncode == 0, done.stderr
+        line = next(line for line in done.stdout.splitlines() if line.startswith("step 1:"))
+        return float(line.split(" l1 ")[1].split()[0])
+
+    # the same first step: L1 of 4×4 cell means is at most the per-cell L1 (|mean e| <= mean |e|), and not equal
+    per_cell, pooled = first_l1("cells"), first_l1("pooled", "--lowpass", "4")
+    assert pooled < per_cell
+    refused = run(str(faces), str(tmp_path / "odd"), *common, "--lowpass", "3")
+    assert refused.returncode != 0 and "--lowpass 3 must be a positive divisor of the face's side 16" in refused.stderr
+
+    resumed = run(str(faces), str(tmp_path / "cells"), *common, "--steps", "2", "--resume", "latest",
+                  "--lr", "1e-4", "--d-lr", "3e-4")
+    assert resumed.returncode == 0, resumed.stderr
+    state = torch.load(tmp_path / "cells" / "checkpoint.pt", weights_only=True)
+    assert [group["lr"] for group in state["opt_g"]["param_groups"]] == [1e-4]  # this run's rates, not the saved
+    assert [group["lr"] for group in state["opt_d"]["param_groups"]] == [3e-4]
