@@ -12,7 +12,8 @@ PCA to the known pixels exactly as inference does (`FacePrior.fit_grid`), and tr
 face on the grid (with `--fine`, on a grid twice as fine, from the known pixels there too: see `PriorRefiner`): L1
 (the hole's cells weighted 6×; with `--lowpass K` on K×K cell means, so only the structure is held to the truth)
 plus a hinge loss against a spectral-norm patch discriminator, which is what makes it
-draw eyes and mouths instead of their posterior mean; optionally (`--perceptual-weight`, `--style-weight`, with
+draw eyes and mouths instead of their posterior mean (with `--adv-hole`, each patch weighted by the hole near it, so
+patches of known pixels do not dilute it); optionally (`--perceptual-weight`, `--style-weight`, with
 `--vgg-weights`) the MSL paper's perceptual and style losses (eqs. 7-9, VGG16 pool1-pool3) of the composited face,
 which reward drawn edges over a blurred mean. An exponential moving average of the refiner is what gets exported.
 Checkpoints go to OUT/checkpoint.pt (written to a temporary file, then renamed) every --save-every steps; `--resume
@@ -40,7 +41,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from hf_faceinpaint.data import DatasetSpecError, load_fixed_set
-from hf_faceinpaint.losses import PerceptualStyleLoss
+from hf_faceinpaint.losses import PerceptualStyleLoss, discriminator_loss, generator_loss, hole_patch_weights
 from hf_faceinpaint.masks import face_mix_mask
 from hf_faceinpaint.models.discriminator import PatchDiscriminator
 from hf_faceinpaint.models.hub import CheckpointError, read_state_dict, save_safetensors_atomic
@@ -74,6 +75,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "than that is then left to the adversarial and perceptual losses")
     parser.add_argument("--d-lr", type=float, default=None, help="Adam learning rate of the discriminator (--lr)")
     parser.add_argument("--adv-weight", type=float, default=0.05, help="weight of the adversarial loss")
+    parser.add_argument("--adv-hole", action="store_true",
+                        help="weight each patch's adversarial loss by the hole near it (`hole_patch_weights`): "
+                             "patches of known pixels, the same in real and fake, no longer dilute it")
     parser.add_argument("--perceptual-weight", type=float, default=0.0,
                         help="weight of the perceptual loss (eq. 7, VGG16 pool1-pool3) on the composited face; 0 = off")
     parser.add_argument("--style-weight", type=float, default=0.0, help="weight of the style loss (eqs. 8-9); 0 = off")
@@ -275,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         # discriminator: hinge loss, real faces vs composited fills, with the hole as a fourth channel
         with autocast():
             d_real, d_fake = discriminator(target, missing).float(), discriminator(fake.detach(), missing).float()
-        loss_d = F.relu(1.0 - d_real).mean() + F.relu(1.0 + d_fake).mean()
+        weights = hole_patch_weights(missing, d_fake) if args.adv_hole else None  # (B, 1, h, w) or all patches
+        loss_d = discriminator_loss("hinge", d_real, d_fake, weights)
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
@@ -288,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         l1_hole = (error * pooled).sum() / (3 * pooled.sum()).clamp_min(1.0)
         l1_all = error.mean()
         with autocast():
-            adv = -discriminator(fake, missing).float().mean()
+            adv = generator_loss("hinge", discriminator(fake, missing).float(), weights)
         loss_g = args.hole_weight * l1_hole + l1_all + args.adv_weight * adv
         perceptual = style = torch.zeros(())
         if features is not None:

@@ -13,6 +13,7 @@ from hf_faceinpaint.losses import (
     generator_loss,
     gradient_penalty,
     gram_matrix,
+    hole_patch_weights,
     interpolate,
     l1_loss,
 )
@@ -72,6 +73,25 @@ def test_hinge_and_wgan_by_hand() -> None:
     assert generator_loss("hinge", fake).item() == pytest.approx(0.875)
     assert discriminator_loss("wgan-gp", real, fake).item() == pytest.approx(-0.875 - 1.25)
     assert generator_loss("wgan-gp", fake).item() == pytest.approx(0.875)
+
+
+def test_hole_patch_weights_and_weighted_adversarial_means_by_hand() -> None:
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., 0:2, 0:4] = 1.0  # a hole over the top-left 4×4 cell's upper half
+    weights = hole_patch_weights(mask, torch.zeros(1, 1, 2, 2))  # logits on a 2×2 grid of 4×4 cells
+    torch.testing.assert_close(weights, torch.full((1, 1, 2, 2), 0.5))  # every cell sees that cell: its 3×3 max
+    far = torch.zeros(1, 1, 16, 16)
+    far[..., :4, :4] = 1.0
+    weights = hole_patch_weights(far, torch.zeros(1, 1, 4, 4))[0, 0]
+    assert weights[:2, :2].eq(1).all() and weights[2:].eq(0).all() and weights[:, 2:].eq(0).all()
+
+    real, fake = torch.tensor([[2.0, 0.5]]), torch.tensor([[-2.0, 0.25]])
+    only_second = torch.tensor([[0.0, 1.0]])  # patches without hole drop out
+    assert discriminator_loss("hinge", real, fake, only_second).item() == pytest.approx(0.5 + 1.25)
+    assert generator_loss("hinge", fake, only_second).item() == pytest.approx(-0.25)
+    halves = torch.tensor([[1.0, 3.0]])
+    assert discriminator_loss("wgan-gp", real, fake, halves).item() == pytest.approx((-2 + 0.75) / 4 - 3.5 / 4)
+    torch.testing.assert_close(generator_loss("nsgan", fake, torch.ones_like(fake)), generator_loss("nsgan", fake))
 
 
 def test_unknown_adversarial_kind() -> None:

@@ -52,7 +52,26 @@ class PerceptualStyleLoss(nn.Module):
         return perceptual, style
 
 
-def discriminator_loss(kind: str, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+def hole_patch_weights(mask: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Each patch logit's weight: the hole's largest share among its cell and the 8 around it (the patch sees them).
+
+    A patch discriminator scores every patch, but a patch of known pixels is the same in the real and the composited
+    image; weighting by the hole lets the adversarial loss judge only what was filled. mask: (B, 1, H, W), 1 = hole;
+    logits: (B, 1, h, w). Returns (B, 1, h, w) in [0, 1].
+    """
+    share = F.adaptive_avg_pool2d(mask.to(logits.dtype), logits.shape[-2:])  # (B, 1, h, w)
+    return F.max_pool2d(share, 3, stride=1, padding=1)
+
+
+def _mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    if weights is None:
+        return values.mean()
+    return (values * weights).sum() / weights.expand_as(values).sum().clamp_min(1e-6)
+
+
+def discriminator_loss(
+    kind: str, real_logits: torch.Tensor, fake_logits: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """The discriminator's side of eq. 10 and its variants.
 
     Args:
@@ -60,22 +79,24 @@ def discriminator_loss(kind: str, real_logits: torch.Tensor, fake_logits: torch.
             (the critic's E[D(fake)] - E[D(real)]; add `gradient_penalty` separately).
         real_logits: D's output on real images.
         fake_logits: D's output on generated (detached) images.
+        weights: Optional per-logit weights (e.g. `hole_patch_weights`); the means become weighted means.
     """
     if kind == "nsgan":
-        return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+        return _mean(F.softplus(-real_logits), weights) + _mean(F.softplus(fake_logits), weights)
     if kind == "hinge":
-        return F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()
+        return _mean(F.relu(1.0 - real_logits), weights) + _mean(F.relu(1.0 + fake_logits), weights)
     if kind == "wgan-gp":
-        return fake_logits.mean() - real_logits.mean()
+        return _mean(fake_logits, weights) - _mean(real_logits, weights)
     raise ValueError(f"unknown adversarial loss {kind!r}; expected one of {ADVERSARIAL_KINDS}")
 
 
-def generator_loss(kind: str, fake_logits: torch.Tensor) -> torch.Tensor:
-    """The generator's side: non-saturating -log D(G(z)) for "nsgan", -E[D(G(z))] for "hinge" and "wgan-gp"."""
+def generator_loss(kind: str, fake_logits: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """The generator's side: non-saturating -log D(G(z)) for "nsgan", -E[D(G(z))] for "hinge" and "wgan-gp"
+    (weighted means with `weights`, as in `discriminator_loss`)."""
     if kind == "nsgan":
-        return F.softplus(-fake_logits).mean()
+        return _mean(F.softplus(-fake_logits), weights)
     if kind in ("hinge", "wgan-gp"):
-        return -fake_logits.mean()
+        return -_mean(fake_logits, weights)
     raise ValueError(f"unknown adversarial loss {kind!r}; expected one of {ADVERSARIAL_KINDS}")
 
 

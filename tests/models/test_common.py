@@ -12,7 +12,15 @@ import pytest
 import torch
 
 from hf_faceinpaint import MSLConfig, TwoStageConfig, list_presets
-from hf_faceinpaint.models.registry import CLASS_KEY, MODEL_CLASSES, load_model, load_pretrained, preset_config
+from hf_faceinpaint.models.registry import (
+    CLASS_KEY,
+    INFERENCE_FORMAT,
+    MODEL_CLASSES,
+    inference_layout,
+    load_model,
+    load_pretrained,
+    preset_config,
+)
 
 
 def small(name: str) -> torch.nn.Module:
@@ -83,10 +91,16 @@ def test_save_load_round_trip_is_bit_exact_and_names_the_class(name: str, tmp_pa
     image, mask = batch(2, model.config.resolution)
     with torch.inference_mode():
         expected = model(image, mask)
-        for loaded in (type(model).from_pretrained(tmp_path / "ckpt"), load_pretrained(tmp_path / "ckpt"),
-                       load_model(str(tmp_path / "ckpt"))):
+        served = load_model(str(tmp_path / "ckpt"))
+        for loaded in (type(model).from_pretrained(tmp_path / "ckpt"), load_pretrained(tmp_path / "ckpt"), served):
             assert type(loaded) is type(model) and loaded.config == model.config and not loaded.training
-            assert torch.equal(loaded(image, mask), expected)
+            assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+            if loaded is not served:
+                assert torch.equal(loaded(image, mask), expected)
+        # load_model lays 4-D weights out for inference, and gives what the saved model gives in that layout
+        weights = served.state_dict().values()
+        assert all(w.dim() != 4 or w.is_contiguous(memory_format=INFERENCE_FORMAT) for w in weights)
+        assert torch.equal(served(image, mask), inference_layout(model)(image, mask))
 
 
 @pytest.mark.parametrize("name", PRESETS)

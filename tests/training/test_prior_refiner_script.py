@@ -144,20 +144,24 @@ def test_perceptual_and_style_losses_join_the_refiners_loss(tmp_path: Path, vgg_
     assert fast.split(" (")[0] != line.split(" (")[0]  # ... and bf16 really ran: the printed losses differ
 
 
-def test_lowpass_l1_and_the_discriminators_own_rate(tmp_path: Path) -> None:
+def test_lowpass_l1_hole_weighted_adversarial_and_the_discriminators_own_rate(tmp_path: Path) -> None:
     faces, pca = noise_faces_and_pca(tmp_path, 4, seed=3)
     common = ["--prior", str(pca), "--components", "8", "--width", "4", "--batch-size", "2", "--log-every", "1",
               "--save-every", "1"]
 
-    def first_l1(run_name: str, *extra: str) -> float:
+    def first_step(run_name: str, *extra: str) -> tuple[float, float]:
+        """(L1, adversarial loss) logged at step 1."""
         done = run(str(faces), str(tmp_path / run_name), *common, "--steps", "1", *extra)
         assert done.returncode == 0, done.stderr
         line = next(line for line in done.stdout.splitlines() if line.startswith("step 1:"))
-        return float(line.split(" l1 ")[1].split()[0])
+        return float(line.split(" l1 ")[1].split()[0]), float(line.split(" adv ")[1].split()[0])
 
     # the same first step: L1 of 4×4 cell means is at most the per-cell L1 (|mean e| <= mean |e|), and not equal
-    per_cell, pooled = first_l1("cells"), first_l1("pooled", "--lowpass", "4")
+    (per_cell, adv), (pooled, _) = first_step("cells"), first_step("pooled", "--lowpass", "4")
     assert pooled < per_cell
+    # --adv-hole changes only the adversarial term's weighting: the same L1, another adversarial loss
+    hole_l1, hole_adv = first_step("hole", "--adv-hole")
+    assert hole_l1 == per_cell and hole_adv != adv
     refused = run(str(faces), str(tmp_path / "odd"), *common, "--lowpass", "3")
     assert refused.returncode != 0 and "--lowpass 3 must be a positive divisor of the face's side 16" in refused.stderr
 

@@ -35,6 +35,11 @@ CLASS_KEY = "_class_name"
 SHIPPED: dict[str, tuple[str, str]] = {"msl-face": ("msl-face", "MSL face model")}
 DEFAULT_MODEL = "msl-face"
 CACHE_SIZE = 3  # loaded checkpoints kept by `load_model`
+#: Memory format of the 4-D weights of the models `resolve_model` loads or builds (a model instance passed in is left
+#: as it is): channels-last lets oneDNN run the convolutions without reordering each input (msl-face's inpaint() at
+#: 512²: 196-201 -> 183-184 ms bf16, 265-266 -> 241-245 ms fp32 on a 2-core Xeon with AMX; no change on an AVX2 EPYC).
+#: The output is the same (at most 1 grey level apart in fp32).
+INFERENCE_FORMAT = torch.channels_last
 
 PRESETS: dict[str, Any] = {}
 MODEL_CLASSES: dict[str, tuple[type, type]] = {}  # class name -> (class, its config dataclass)
@@ -224,7 +229,7 @@ def resolve_model(
                 f"preset {name!r} is an architecture without trained weights; pass a trained checkpoint "
                 f"(a save_pretrained folder or Hub repo id), '{DEFAULT_MODEL}', 'telea' or 'ns'"
             )
-        model = from_preset(name).to(device=torch_device, dtype=dtype).eval()  # fresh: never cached
+        model = inference_layout(from_preset(name).to(device=torch_device, dtype=dtype)).eval()  # never cached
         return ResolvedModel(name, "UNTRAINED preset: randomly initialised weights, not a trained model", True, model)
     if name in SHIPPED and not exists:
         folder = shipped_checkpoint(name)
@@ -237,13 +242,23 @@ def resolve_model(
         source, target, trusted = f"Hugging Face Hub repo: {name}", name, False
 
     def load() -> nn.Module:  # the package's own weights are not sized first (tests/models/test_shipped.py does)
-        return load_pretrained(target, check_size=not trusted).to(device=torch_device, dtype=dtype).eval()
+        model = load_pretrained(target, check_size=not trusted).to(device=torch_device, dtype=dtype)
+        return inference_layout(model).eval()
 
     # a local folder's key includes its weights' modification time, so a rewritten checkpoint is loaded afresh
     weights = Path(target) / "model.safetensors"
     stamp = weights.stat().st_mtime_ns if isinstance(target, Path) and weights.is_file() else None
     key = (os.path.abspath(name) if exists else name, stamp, str(torch_device), dtype)
     return ResolvedModel(name, source, False, MODEL_CACHE.get(key, load))
+
+
+def inference_layout(model: nn.Module) -> nn.Module:
+    """Lay the model's 4-D parameters (convolution weights) out in `INFERENCE_FORMAT`, in place; returns the model.
+    (Only 4-D ones: `nn.Module.to(memory_format=...)` also tries 5-D weights, which channels-last cannot hold.)"""
+    for param in model.parameters():
+        if param.dim() == 4:
+            param.data = param.data.contiguous(memory_format=INFERENCE_FORMAT)
+    return model
 
 
 def load_model(
