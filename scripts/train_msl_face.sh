@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the shipped default model msl-face (v5) from scratch: the recipe of model_cards/msl-face.md.
+# Build the shipped default model msl-face (v6) from scratch: the recipe of model_cards/msl-face.md.
 #   1. The network (msl-tiny-128, v1's weights): three phases that each resume from the previous phase's last
 #      checkpoint. About 1.2 s per step on 2 CPU cores with AVX512-BF16 and bf16 autocast (7,750 steps: 2.6 hours);
 #      on a CPU without bf16 units pass MIXED_PRECISION=no (bf16 autocast is about 30x slower there).
@@ -13,6 +13,9 @@
 #   3c. v5: the whole refiner fine-tuned from 3b with the MSL paper's perceptual loss (and, for the first 800 steps,
 #      its style loss) on the VGG16 stand-in, the hole's L1 weighted 4x instead of 6x, adversarial weight 0.2: 1,600
 #      steps (about 70 minutes on 2 CPU cores at 6.2 img/s).
+#   3d. v6: 3c's run continued to step 3,800 (hole L1 3x, perceptual weight 0.25, adversarial 0.3), then to 6,000
+#      with the L1 losses on 4x4-pixel means, adversarial weight 1 and the discriminator's rate doubled (about 130
+#      minutes on 2 CPU cores with bf16 autocast).
 #   4. The export: the network's float16 EMA weights and the refined prior in one safetensors file, the prior blended
 #      into the network's fill deep inside large holes (MSLConfig.prior_blend, eq. 2 of models/prior.py).
 # Needs ../shared/data/faces128 and the HED VGG16 stand-in (paths in the config).
@@ -52,5 +55,9 @@ perc=("../shared/data/faces128/train-*.parquet" "$out/prior-perc" --prior "$out/
       --vgg-weights ../shared/weights/vgg16_hed/vgg16_features.safetensors)
 "$python" scripts/train_prior_refiner.py "${perc[@]}" --style-weight 0.5 --steps 800
 "$python" scripts/train_prior_refiner.py "${perc[@]}" --steps 1600 --resume latest
-"$python" scripts/train_prior_refiner.py "${perc[@]}" --export "$out/face-prior-perc.safetensors"
-"$python" scripts/export_shipped_model.py "$out/final" --prior "$out/face-prior-perc.safetensors"
+bf16=(); [[ ${MIXED_PRECISION:-bf16} == bf16 ]] && bf16=(--bf16)
+detail=("${perc[@]}" --hole-weight 3 --perceptual-weight 0.25 "${bf16[@]}" --resume latest)
+"$python" scripts/train_prior_refiner.py "${detail[@]}" --adv-weight 0.3 --steps 3800
+"$python" scripts/train_prior_refiner.py "${detail[@]}" --adv-weight 1 --lowpass 4 --d-lr 4e-4 --steps 6000
+"$python" scripts/train_prior_refiner.py "${perc[@]}" --export "$out/face-prior-detail.safetensors"
+"$python" scripts/export_shipped_model.py "$out/final" --prior "$out/face-prior-detail.safetensors"

@@ -11,7 +11,7 @@ zoomed by up to 12 %), a training mask each (`masks.face_mix_mask`: face-part bo
 PCA to the known pixels exactly as inference does (`FacePrior.fit_grid`), and trains the refiner to give back the real
 face on the grid (with `--fine`, on a grid twice as fine, from the known pixels there too: see `PriorRefiner`): L1
 (the hole's cells weighted 6×; with `--lowpass K` on K×K cell means, so only the structure is held to the truth)
-plus a hinge loss against a spectral-norm patch discriminator, which is what makes it
+plus a hinge loss against a spectral-norm patch discriminator (with `--d-r1`, a plain one held by an R1 penalty), which is what makes it
 draw eyes and mouths instead of their posterior mean (with `--adv-hole`, each patch weighted by the hole near it, so
 patches of known pixels do not dilute it); optionally (`--perceptual-weight`, `--style-weight`, with
 `--vgg-weights`) the MSL paper's perceptual and style losses (eqs. 7-9, VGG16 pool1-pool3) of the composited face,
@@ -41,7 +41,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from hf_faceinpaint.data import DatasetSpecError, load_fixed_set
-from hf_faceinpaint.losses import PerceptualStyleLoss, discriminator_loss, generator_loss, hole_patch_weights
+from hf_faceinpaint.losses import (PerceptualStyleLoss, discriminator_loss, generator_loss, hole_patch_weights,
+                                   r1_penalty)
 from hf_faceinpaint.masks import face_mix_mask
 from hf_faceinpaint.models.discriminator import PatchDiscriminator
 from hf_faceinpaint.models.hub import CheckpointError, read_state_dict, save_safetensors_atomic
@@ -74,6 +75,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="take the L1 losses on K×K cell means of the face (K = 1: per cell); the detail finer "
                              "than that is then left to the adversarial and perceptual losses")
     parser.add_argument("--d-lr", type=float, default=None, help="Adam learning rate of the discriminator (--lr)")
+    parser.add_argument("--d-r1", type=float, default=0.0,
+                        help="γ of an R1 penalty (γ/2 E||∇D(real)||², every step) on a discriminator without spectral "
+                             "norm, which can then reach the hinge margins; 0 = the spectral-norm discriminator")
     parser.add_argument("--adv-weight", type=float, default=0.05, help="weight of the adversarial loss")
     parser.add_argument("--adv-hole", action="store_true",
                         help="weight each patch's adversarial loss by the hole near it (`hole_patch_weights`): "
@@ -220,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     side = prior.size * (2 if args.fine else 1)  # the side of the refiner's face
     if args.lowpass < 1 or side % args.lowpass:
         raise SystemExit(f"error: --lowpass {args.lowpass} must be a positive divisor of the face's side {side}")
-    discriminator = PatchDiscriminator(in_channels=4, widths=(64, 128, 256)).to(device)
+    discriminator = PatchDiscriminator(in_channels=4, widths=(64, 128, 256), spectral_norm=not args.d_r1).to(device)
     opt_g = torch.optim.Adam(refiner.parameters(), lr=args.lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=args.d_lr or args.lr, betas=(0.5, 0.999))
     ema = copy.deepcopy(refiner).requires_grad_(False)
@@ -281,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
             d_real, d_fake = discriminator(target, missing).float(), discriminator(fake.detach(), missing).float()
         weights = hole_patch_weights(missing, d_fake) if args.adv_hole else None  # (B, 1, h, w) or all patches
         loss_d = discriminator_loss("hinge", d_real, d_fake, weights)
+        if args.d_r1:  # in float32: a second-order gradient
+            probe = target.detach().requires_grad_(True)
+            loss_d = loss_d + 0.5 * args.d_r1 * r1_penalty(discriminator(probe, missing), probe)
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()

@@ -16,6 +16,7 @@ from hf_faceinpaint.losses import (
     hole_patch_weights,
     interpolate,
     l1_loss,
+    r1_penalty,
 )
 
 
@@ -111,3 +112,11 @@ def test_gradient_penalty_by_hand() -> None:
     logits = (weight * mixed).flatten(1).sum(1)
     expected = (math.sqrt(4 * 0.25**2) - 1.0) ** 2
     assert gradient_penalty(logits, mixed).item() == pytest.approx(expected)
+
+
+def test_r1_penalty_by_hand() -> None:
+    # D(x) = sum(x²): its input gradient is 2x, so the penalty is the batch mean of 4 ||x||₂².
+    real = torch.tensor([[1.0, 2.0], [0.5, 0.0]], requires_grad=True)
+    logits = real.square().sum(1)
+    assert r1_penalty(logits, real).item() == pytest.approx((4 * 5.0 + 4 * 0.25) / 2)
+    logits.sum().backward()  # the penalty kept the graph of D's forward usable (create_graph)

@@ -17,6 +17,7 @@ from hf_faceinpaint import pipeline
 from hf_faceinpaint.pipeline import (
     FRAME_BAND,
     crop_box,
+    edge_weights,
     extract_crop,
     face_frames,
     fill_hole,
@@ -130,6 +131,23 @@ def test_resize_mask_keeps_every_hole_pixel(source: int, side: int) -> None:
     y, x = np.nonzero(small)
     scale = side / source
     assert y.min() <= (source // 2) * scale <= y.max() + 1 and x.min() <= (source // 3) * scale <= x.max() + 1
+
+
+def test_edge_weights_ramp_from_the_frames_edges_inside_the_photo() -> None:
+    side = 64
+    band = round(FRAME_BAND * side)  # 8
+    weights = edge_weights((100, 120), (20, 10, side))  # over the frame: rows 10-73, columns 20-83
+    assert weights.shape == (side, side) and weights.dtype == np.float32
+    np.testing.assert_array_equal(weights[band:-band, band:-band], 1.0)
+    row = weights[32, : band + 1]  # from the left edge inwards: (0.5, 1.5, ...) / band, then 1
+    np.testing.assert_allclose(row, np.append((np.arange(band) + 0.5) / band, 1.0), rtol=1e-6)
+    np.testing.assert_allclose(weights[32, -band - 1 :][::-1], row, rtol=1e-6)  # symmetric at the right
+    np.testing.assert_array_equal(weights, weights.T)
+    # an edge on the photo's border (or beyond it) needs no band: nothing is filled past it
+    flush = edge_weights((100, 120), (-5, 0, side))  # rows 0-63, columns 0-58
+    assert flush.shape == (side, side - 5)
+    np.testing.assert_array_equal(flush[: side - band, : side - 5 - band], 1.0)
+    assert 0 < flush[30, -1] < 1 and 0 < flush[-1, 30] < 1
 
 
 def test_a_hole_on_a_face_is_completed_in_the_faces_frame(tiny: MSLInpainter) -> None:

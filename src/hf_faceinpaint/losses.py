@@ -119,6 +119,18 @@ def gradient_penalty(mixed_logits: torch.Tensor, mixed: torch.Tensor) -> torch.T
     return (grad.flatten(1).norm(dim=1) - 1.0).square().mean()
 
 
+def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018): E[||∇_x D(x)||₂²] on real images, which keeps a discriminator without spectral
+    norm from growing sharp around the real data (multiply by γ/2 as the loss weight).
+
+    Args:
+        real_logits: D's output on `real`.
+        real: The real images, with `requires_grad` set before D's forward.
+    """
+    (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+    return grad.flatten(1).square().sum(dim=1).mean()
+
+
 # ---- Two-stage model (paper sections 3.2 and 4.4) ----------------------------------------------------------------
 
 

@@ -35,7 +35,8 @@ MAX_WORKING_SIDE = 256
 # A hole thicker than this share of its crop's side is completed coarse-to-fine (see `working_frame`).
 COARSE_THICKNESS = 0.1
 # A hole that runs out of a face's frame (`faces.hole_face_frame`) is filled again around the frame's edges, this
-# share of the frame's side deep (the face box lies 0.19 of the side inside the frame).
+# share of the frame's side deep, and there cross-faded into the face's fill (the face box lies 0.19 of the side
+# inside the frame).
 FRAME_BAND = 0.125
 # The crop side is at least CONTEXT_FACTOR × the hole's bounding-box side (context around the hole) and at least
 # MIN_CROP_FRACTION × the image's shorter side (so a small hole on a face still shows most of the face).
@@ -309,27 +310,58 @@ def inpaint_arrays(model: Inpainter, images: Sequence[np.ndarray], masks: Sequen
     results = list(images) if in_place else [image.copy() for image in images]  # filled in place from here on
     # Holes on a face in a photo the network cannot see whole: first the part of the hole inside the face's
     # training-style frame, completed in that frame (in a view of the photo: filling it fills the photo) ...
-    views, view_masks, face_plans, rest = [], [], [], list(masks)
+    views, view_masks, face_plans, rest, bands = [], [], [], list(masks), {}
     for i, frame in enumerate(face_frames(results, masks) if face_framing else []):
         if frame is None:
             continue
         left, top, side = frame
-        y0, x0 = max(top, 0), max(left, 0)
-        views.append(results[i][y0 : top + side, x0 : left + side])
-        view_masks.append(masks[i][y0 : top + side, x0 : left + side])
-        face_plans.append(working_frame(view_masks[-1], model, (left - x0, top - y0, side)))
+        window = np.s_[max(top, 0) : top + side, max(left, 0) : left + side]  # the frame's part of the photo
+        views.append(results[i][window])
+        view_masks.append(masks[i][window])
+        face_plans.append(working_frame(view_masks[-1], model, (left - window[1].start, top - window[0].start, side)))
         rest[i] = None
         if np.count_nonzero(view_masks[-1]) < np.count_nonzero(masks[i]):
             # ... then the rest of the hole, in a crop around it, with a band inside the frame's edges filled again
-            # so the two fills meet without a seam (a face's features lie inside the band)
-            band = round(FRAME_BAND * side)
+            weight = edge_weights(masks[i].shape, frame)  # (h, w) over the window
             rest[i] = masks[i].copy()
-            rest[i][max(top + band, 0) : top + side - band, max(left + band, 0) : left + side - band] = False
+            rest[i][window][weight == 1.0] = False
+            bands[i] = window, weight
     complete(model, views, view_masks, face_plans, batch_size, precision)
+    face_fills = {i: results[i][window].copy() for i, (window, _) in bands.items()}  # the face pass's fill there
     todo = [i for i, mask in enumerate(rest) if mask is not None]
     complete(model, [results[i] for i in todo], [rest[i] for i in todo], [working_frame(rest[i], model) for i in todo],
              batch_size, precision)
+    for i, (window, weight) in bands.items():
+        # the two fills meet without a seam: in the band the face's fill is cross-faded into the rest's, its weight
+        # falling to 0 at the frame's edge (the face's features lie inside the band)
+        band = masks[i][window] & (weight > 0) & (weight < 1)  # (h, w)
+        filled = results[i][window]
+        share = weight[band][:, None]
+        filled[band] = np.rint(share * face_fills[i][band] + (1.0 - share) * filled[band]).astype(np.uint8)
     return results
+
+
+def edge_weights(shape: tuple[int, int], frame: tuple[int, int, int]) -> np.ndarray:
+    """The weights of a face frame's fill over the frame's part of a photo of `shape` (H, W): rising linearly from
+    the frame's edges over `FRAME_BAND` of its side to 1 inside. An edge on or beyond the photo's border needs no
+    band: nothing is filled beyond it.
+
+    Returns:
+        (h, w) float32 in (0, 1], the photo's rows max(top, 0) to top + side and columns likewise.
+    """
+    height, width = shape
+    left, top, side = frame
+    band = max(round(FRAME_BAND * side), 1)
+
+    def ramp(start: int, limit: int) -> np.ndarray:
+        """Distance (+ 0.5) of the frame's pixels inside the photo from its nearer edge along one axis."""
+        index = np.arange(max(start, 0), min(start + side, limit), dtype=np.float32)
+        low = index - start + 0.5 if start > 0 else np.full_like(index, np.inf)
+        high = start + side - index - 0.5 if start + side < limit else np.full_like(index, np.inf)
+        return np.minimum(low, high)
+
+    distance = np.minimum(ramp(top, height)[:, None], ramp(left, width)[None, :])
+    return np.minimum(distance / band, 1.0).astype(np.float32)
 
 
 def face_frames(images: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> list[tuple[int, int, int] | None]:

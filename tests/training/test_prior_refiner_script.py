@@ -162,6 +162,11 @@ def test_lowpass_l1_hole_weighted_adversarial_and_the_discriminators_own_rate(tm
     # --adv-hole changes only the adversarial term's weighting: the same L1, another adversarial loss
     hole_l1, hole_adv = first_step("hole", "--adv-hole")
     assert hole_l1 == per_cell and hole_adv != adv
+    # --d-r1: a discriminator without spectral norm (no parametrisations in its checkpoint), held by the penalty
+    first_step("r1", "--d-r1", "10")
+    plain = torch.load(tmp_path / "r1" / "checkpoint.pt", weights_only=True)["discriminator"]
+    normed = torch.load(tmp_path / "cells" / "checkpoint.pt", weights_only=True)["discriminator"]
+    assert any("parametrizations" in key for key in normed) and not any("parametrizations" in key for key in plain)
     refused = run(str(faces), str(tmp_path / "odd"), *common, "--lowpass", "3")
     assert refused.returncode != 0 and "--lowpass 3 must be a positive divisor of the face's side 16" in refused.stderr
 
