@@ -11,11 +11,12 @@ zoomed by up to 12 %), a training mask each (`masks.face_mix_mask`: face-part bo
 PCA to the known pixels exactly as inference does (`FacePrior.fit_grid`), and trains the refiner to give back the real
 face on the grid (with `--fine`, on a grid twice as fine, from the known pixels there too: see `PriorRefiner`): L1
 (the hole's cells weighted 6×; with `--lowpass K` on K×K cell means, so only the structure is held to the truth)
-plus a hinge loss against a spectral-norm patch discriminator (with `--d-r1`, a plain one held by an R1 penalty), which is what makes it
-draw eyes and mouths instead of their posterior mean (with `--adv-hole`, each patch weighted by the hole near it, so
-patches of known pixels do not dilute it); optionally (`--perceptual-weight`, `--style-weight`, with
-`--vgg-weights`) the MSL paper's perceptual and style losses (eqs. 7-9, VGG16 pool1-pool3) of the composited face,
-which reward drawn edges over a blurred mean. An exponential moving average of the refiner is what gets exported.
+plus a hinge loss against a spectral-norm patch discriminator (with `--d-r1`, a plain one held by an R1 penalty),
+which is what makes it draw eyes and mouths instead of their posterior mean (with `--adv-hole`, each patch weighted
+by the hole near it, so patches of known pixels do not dilute it); optionally (`--perceptual-weight`,
+`--style-weight`, with `--vgg-weights`) the MSL paper's perceptual and style losses (eqs. 7-9, VGG16 pool1-pool3) of
+the composited face, which reward drawn edges over a blurred mean. An exponential moving average of the refiner is
+what gets exported.
 Checkpoints go to OUT/checkpoint.pt (written to a temporary file, then renamed) every --save-every steps; `--resume
 latest` continues from it. `--export FILE` writes the PCA and the EMA refiner into one safetensors file for
 `scripts/export_shipped_model.py --prior FILE`; `--export-refiner FILE` writes the EMA refiner alone in float16 (what

@@ -334,7 +334,7 @@ def inpaint_arrays(model: Inpainter, images: Sequence[np.ndarray], masks: Sequen
     for i, (window, weight) in bands.items():
         # the two fills meet without a seam: in the band the face's fill is cross-faded into the rest's, its weight
         # falling to 0 at the frame's edge (the face's features lie inside the band)
-        band = masks[i][window] & (weight > 0) & (weight < 1)  # (h, w)
+        band = masks[i][window] & (weight < 1)  # (h, w)
         filled = results[i][window]
         share = weight[band][:, None]
         filled[band] = np.rint(share * face_fills[i][band] + (1.0 - share) * filled[band]).astype(np.uint8)
