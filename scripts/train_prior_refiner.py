@@ -13,7 +13,8 @@ face on the grid (with `--fine`, on a grid twice as fine, from the known pixels 
 (the hole's cells weighted 6×; with `--lowpass K` on K×K cell means, so only the structure is held to the truth)
 plus a hinge loss against a spectral-norm patch discriminator (with `--d-r1`, a plain one held by an R1 penalty),
 which is what makes it draw eyes and mouths instead of their posterior mean (with `--adv-hole`, each patch weighted
-by the hole near it, so patches of known pixels do not dilute it); optionally (`--perceptual-weight`,
+by the hole near it, so patches of known pixels do not dilute it; with `--d-warmup N`, trained alone for the first N
+steps, so it can already tell the starting refiner's fills from real faces); optionally (`--perceptual-weight`,
 `--style-weight`, with `--vgg-weights`) the MSL paper's perceptual and style losses (eqs. 7-9, VGG16 pool1-pool3) of
 the composited face, which reward drawn edges over a blurred mean. An exponential moving average of the refiner is
 what gets exported.
@@ -79,6 +80,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--d-r1", type=float, default=0.0,
                         help="γ of an R1 penalty (γ/2 E||∇D(real)||², every step) on a discriminator without spectral "
                              "norm, which can then reach the hinge margins; 0 = the spectral-norm discriminator")
+    parser.add_argument("--d-warmup", type=int, default=0,
+                        help="the run's first N steps train the discriminator alone, against the starting refiner "
+                             "(a fresh discriminator needs hundreds of steps to tell its fills from real faces)")
     parser.add_argument("--adv-weight", type=float, default=0.05, help="weight of the adversarial loss")
     parser.add_argument("--adv-hole", action="store_true",
                         help="weight each patch's adversarial loss by the hole near it (`hole_patch_weights`): "
@@ -276,8 +280,9 @@ def main(argv: list[str] | None = None) -> int:
             out_cells, out_share = known_cells(real, 1.0 - hole, side) if args.fine else (cells, share)
             target = F.adaptive_avg_pool2d(real, side)
         missing = 1.0 - out_share  # the hole's share of each cell
+        warming = step < args.d_warmup  # a discriminator-only step: the refiner stays as it is
 
-        with autocast():
+        with autocast(), torch.set_grad_enabled(not warming):
             face = refiner(cells, share, guess, *((out_cells, out_share) if args.fine else ())).float()
         fake = out_share * out_cells + missing * face  # (B, 3, side, side): the refined face in the known cells
 
@@ -293,29 +298,30 @@ def main(argv: list[str] | None = None) -> int:
         loss_d.backward()
         opt_d.step()
 
-        # refiner: L1 (the hole's cells weighted) plus the hinge generator loss, and the perceptual and style
-        # losses (eqs. 7-9) of the composited face, which reward drawn edges over their blurred mean
-        # (with --lowpass K, on K×K cell means: the structure, not the detail, is held to the truth)
-        error = F.avg_pool2d(face - target, args.lowpass).abs()  # (B, 3, side/K, side/K)
-        pooled = F.avg_pool2d(missing, args.lowpass)
-        l1_hole = (error * pooled).sum() / (3 * pooled.sum()).clamp_min(1.0)
-        l1_all = error.mean()
-        with autocast():
-            adv = generator_loss("hinge", discriminator(fake, missing).float(), weights)
-        loss_g = args.hole_weight * l1_hole + l1_all + args.adv_weight * adv
-        perceptual = style = torch.zeros(())
-        if features is not None:
+        l1_hole = l1_all = adv = perceptual = style = torch.zeros(())
+        if not warming:
+            # refiner: L1 (the hole's cells weighted) plus the hinge generator loss, and the perceptual and style
+            # losses (eqs. 7-9) of the composited face, which reward drawn edges over their blurred mean
+            # (with --lowpass K, on K×K cell means: the structure, not the detail, is held to the truth)
+            error = F.avg_pool2d(face - target, args.lowpass).abs()  # (B, 3, side/K, side/K)
+            pooled = F.avg_pool2d(missing, args.lowpass)
+            l1_hole = (error * pooled).sum() / (3 * pooled.sum()).clamp_min(1.0)
+            l1_all = error.mean()
             with autocast():
-                perceptual, style = (term.float() for term in features(fake, target))
-            loss_g = loss_g + args.perceptual_weight * perceptual + args.style_weight * style
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-        with torch.no_grad():
-            for average, live in zip(ema.parameters(), refiner.parameters()):
-                average.lerp_(live, 1.0 - args.ema)
-            for average, live in zip(ema.buffers(), refiner.buffers()):
-                average.copy_(live)
+                adv = generator_loss("hinge", discriminator(fake, missing).float(), weights)
+            loss_g = args.hole_weight * l1_hole + l1_all + args.adv_weight * adv
+            if features is not None:
+                with autocast():
+                    perceptual, style = (term.float() for term in features(fake, target))
+                loss_g = loss_g + args.perceptual_weight * perceptual + args.style_weight * style
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            with torch.no_grad():
+                for average, live in zip(ema.parameters(), refiner.parameters()):
+                    average.lerp_(live, 1.0 - args.ema)
+                for average, live in zip(ema.buffers(), refiner.buffers()):
+                    average.copy_(live)
         step += 1
         seen += args.batch_size
 

@@ -167,6 +167,17 @@ def test_lowpass_l1_hole_weighted_adversarial_and_the_discriminators_own_rate(tm
     plain = torch.load(tmp_path / "r1" / "checkpoint.pt", weights_only=True)["discriminator"]
     normed = torch.load(tmp_path / "cells" / "checkpoint.pt", weights_only=True)["discriminator"]
     assert any("parametrizations" in key for key in normed) and not any("parametrizations" in key for key in plain)
+    # --d-warmup: step 1 trains the discriminator alone; the refiner's weights stay, exactly as with a zero rate
+    warm_l1, _ = first_step("warm", "--d-warmup", "1")
+    first_step("still", "--lr", "0", "--d-lr", "2e-4")
+    warm, still = (torch.load(tmp_path / name / "checkpoint.pt", weights_only=True) for name in ("warm", "still"))
+    assert warm_l1 == 0.0  # no refiner loss was computed
+    for part in ("refiner", "discriminator"):  # (the power iteration's vectors move with every forward pass)
+        for key, value in warm[part].items():
+            if key.endswith(("weight", "bias", "original")):
+                assert torch.equal(value, still[part][key]), (part, key)
+    trained = torch.load(tmp_path / "cells" / "checkpoint.pt", weights_only=True)["refiner"]
+    assert not torch.equal(warm["refiner"]["head.weight"], trained["head.weight"])  # a refiner step moves it
     refused = run(str(faces), str(tmp_path / "odd"), *common, "--lowpass", "3")
     assert refused.returncode != 0 and "--lowpass 3 must be a positive divisor of the face's side 16" in refused.stderr
 
