@@ -3,11 +3,12 @@ public-domain face (cropped as the training faces are framed) with the shipped m
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 from PIL import Image
@@ -18,17 +19,10 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "eval_portraits.py"
 ASTRONAUT_FACE = (151, 18, 168)  # left, top, side of the astronaut's face framed as the training faces are
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("eval_portraits", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_the_face_sits_unchanged_on_a_blurred_mirror_of_itself() -> None:
+def test_the_face_sits_unchanged_on_a_blurred_mirror_of_itself(script_module: Callable[[str], ModuleType]) -> None:
     rng = np.random.default_rng(0)
     face = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-    photo = load_script().portrait(face, 96, 10, 50)
+    photo = script_module("eval_portraits").portrait(face, 96, 10, 50)
     assert photo.shape == (96, 96, 3) and photo.dtype == np.uint8
     assert np.array_equal(photo[10:42, 50:82], face)
     background = np.delete(photo.reshape(-1, 3), [r * 96 + c for r in range(10, 42) for c in range(50, 82)], axis=0)

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -46,11 +47,11 @@ def test_files_are_small_float16_safetensors(folder: Path) -> None:
     assert dtypes == {"F16", "I64"}  # float weights in float16; BN's num_batches_tracked stays int64
 
 
-def test_the_export_script_writes_the_shipped_blend_settings(folder: Path) -> None:
+def test_the_export_script_writes_the_shipped_blend_settings(
+    folder: Path, script_module: Callable[[str], ModuleType]
+) -> None:
     # the recipe (scripts/train_msl_face.sh, the card) exports with the script's defaults: they must be what ships
-    spec = importlib.util.spec_from_file_location("export_shipped_model", EXPORT_SCRIPT)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = script_module("export_shipped_model")
     args = vars(script.parse_args(["checkpoint"]))
     shipped = json.loads((folder / "config.json").read_text())
     for key in ("prior_components", "prior_ridge", "prior_blend", "prior_blend_ramp", "prior_detail"):
