@@ -14,7 +14,8 @@ face on the grid (with `--fine`, on a grid twice as fine, from the known pixels 
 plus a hinge loss against a spectral-norm patch discriminator (with `--d-r1`, a plain one held by an R1 penalty),
 which is what makes it draw eyes and mouths instead of their posterior mean (with `--adv-hole`, each patch weighted
 by the hole near it, so patches of known pixels do not dilute it; with `--d-warmup N`, trained alone for the first N
-steps, so it can already tell the starting refiner's fills from real faces); optionally (`--perceptual-weight`,
+steps, so it can already tell the starting refiner's fills from real faces; with `--fm-weight`, plus pix2pixHD's
+feature matching on its layers, a denser target than one logit per patch); optionally (`--perceptual-weight`,
 `--style-weight`, with `--vgg-weights`) the MSL paper's perceptual and style losses (eqs. 7-9, VGG16 pool1-pool3) of
 the composited face, which reward drawn edges over a blurred mean. An exponential moving average of the refiner is
 what gets exported.
@@ -43,8 +44,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from hf_faceinpaint.data import DatasetSpecError, load_fixed_set
-from hf_faceinpaint.losses import (PerceptualStyleLoss, discriminator_loss, generator_loss, hole_patch_weights,
-                                   r1_penalty)
+from hf_faceinpaint.losses import (PerceptualStyleLoss, discriminator_loss, feature_matching_loss, generator_loss,
+                                   hole_patch_weights, r1_penalty)
 from hf_faceinpaint.masks import face_mix_mask
 from hf_faceinpaint.models.discriminator import PatchDiscriminator
 from hf_faceinpaint.models.hub import CheckpointError, read_state_dict, save_safetensors_atomic
@@ -84,6 +85,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="the run's first N steps train the discriminator alone, against the starting refiner "
                              "(a fresh discriminator needs hundreds of steps to tell its fills from real faces)")
     parser.add_argument("--adv-weight", type=float, default=0.05, help="weight of the adversarial loss")
+    parser.add_argument("--fm-weight", type=float, default=0.0,
+                        help="weight of pix2pixHD's feature-matching loss on the discriminator's layers; 0 = off")
     parser.add_argument("--adv-hole", action="store_true",
                         help="weight each patch's adversarial loss by the hole near it (`hole_patch_weights`): "
                              "patches of known pixels, the same in real and fake, no longer dilute it")
@@ -298,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         loss_d.backward()
         opt_d.step()
 
-        l1_hole = l1_all = adv = perceptual = style = torch.zeros(())
+        l1_hole = l1_all = adv = matching = perceptual = style = torch.zeros(())
         if not warming:
             # refiner: L1 (the hole's cells weighted) plus the hinge generator loss, and the perceptual and style
             # losses (eqs. 7-9) of the composited face, which reward drawn edges over their blurred mean
@@ -308,8 +311,15 @@ def main(argv: list[str] | None = None) -> int:
             l1_hole = (error * pooled).sum() / (3 * pooled.sum()).clamp_min(1.0)
             l1_all = error.mean()
             with autocast():
-                adv = generator_loss("hinge", discriminator(fake, missing).float(), weights)
+                fake_features = [f.float() for f in discriminator.features(fake, missing)]
+            adv = generator_loss("hinge", fake_features[-1], weights)
             loss_g = args.hole_weight * l1_hole + l1_all + args.adv_weight * adv
+            if args.fm_weight:  # the updated discriminator's features of the real face, as in the fake's pass
+                with torch.no_grad(), autocast():
+                    real_features = [f.float() for f in discriminator.features(target, missing)]
+                matching = feature_matching_loss(real_features[:-1], fake_features[:-1],
+                                                 missing if args.adv_hole else None)
+                loss_g = loss_g + args.fm_weight * matching
             if features is not None:
                 with autocast():
                     perceptual, style = (term.float() for term in features(fake, target))
@@ -329,10 +339,10 @@ def main(argv: list[str] | None = None) -> int:
             rate = seen / (time.perf_counter() - tick)
             tick, seen = time.perf_counter(), 0
             line = (f"{step},{l1_hole.item():.4f},{l1_all.item():.4f},{adv.item():.3f},{loss_d.item():.3f},"
-                    f"{perceptual.item():.4f},{style.item():.5f},{rate:.1f}")
+                    f"{perceptual.item():.4f},{style.item():.5f},{rate:.1f},{matching.item():.4f}")
             print(f"step {step}: l1_hole {l1_hole.item():.4f} l1 {l1_all.item():.4f} adv {adv.item():.3f} "
-                  f"d {loss_d.item():.3f} perc {perceptual.item():.4f} style {style.item():.5f} ({rate:.1f} img/s)",
-                  flush=True)
+                  f"d {loss_d.item():.3f} perc {perceptual.item():.4f} style {style.item():.5f} "
+                  f"fm {matching.item():.4f} ({rate:.1f} img/s)", flush=True)
             log.write(line + "\n")
             log.flush()
         out_of_time = args.minutes and time.perf_counter() - began > 60 * args.minutes

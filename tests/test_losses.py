@@ -10,6 +10,7 @@ import torch
 from hf_faceinpaint.losses import (
     PerceptualStyleLoss,
     discriminator_loss,
+    feature_matching_loss,
     generator_loss,
     gradient_penalty,
     gram_matrix,
@@ -93,6 +94,27 @@ def test_hole_patch_weights_and_weighted_adversarial_means_by_hand() -> None:
     halves = torch.tensor([[1.0, 3.0]])
     assert discriminator_loss("wgan-gp", real, fake, halves).item() == pytest.approx((-2 + 0.75) / 4 - 3.5 / 4)
     torch.testing.assert_close(generator_loss("nsgan", fake, torch.ones_like(fake)), generator_loss("nsgan", fake))
+
+
+def test_feature_matching_by_hand() -> None:
+    real = [torch.zeros(1, 2, 2, 2), torch.ones(1, 1, 1, 1)]
+    fake = [torch.full((1, 2, 2, 2), 0.5).requires_grad_(True), torch.full((1, 1, 1, 1), -1.0).requires_grad_(True)]
+    # the mean over layers of each layer's mean |fake - real|: (0.5 + 2) / 2
+    assert feature_matching_loss(real, fake).item() == pytest.approx(1.25)
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., :2, :2] = 1.0  # a hole in the top-left 4×4 cell only: at 2×2, every cell sees it (3×3 max) at 1/4
+    fake[0].data[..., 1, 1] = 4.5  # the bottom-right cell's error, 4 in both channels
+    # layer 1: weights 1/4 everywhere, so the plain mean (0.5·3 + 4.5) / 4; layer 2: weight 1/16 on its one cell
+    assert feature_matching_loss(real, fake, mask).item() == pytest.approx((6.0 / 4 + 2.0) / 2)
+    far = torch.zeros(1, 1, 16, 16)
+    far[..., :4, :4] = 1.0  # at 4×4, only the top-left 2×2 cells see the hole: errors elsewhere drop out
+    moved = torch.zeros(1, 1, 4, 4)
+    moved[..., 3, 3] = 7.0
+    assert feature_matching_loss([torch.zeros(1, 1, 4, 4)], [moved], far).item() == 0.0
+    feature_matching_loss(real, fake).backward()
+    assert fake[0].grad is not None and fake[1].grad.abs().sum() > 0  # the fake side carries the gradient
+    with pytest.raises(ValueError, match="same non-empty list of layers"):
+        feature_matching_loss(real, fake[:1])
 
 
 def test_unknown_adversarial_kind() -> None:

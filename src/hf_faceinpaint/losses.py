@@ -100,6 +100,26 @@ def generator_loss(kind: str, fake_logits: torch.Tensor, weights: torch.Tensor |
     raise ValueError(f"unknown adversarial loss {kind!r}; expected one of {ADVERSARIAL_KINDS}")
 
 
+def feature_matching_loss(
+    real_features: list[torch.Tensor], fake_features: list[torch.Tensor], mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """pix2pixHD's feature-matching loss (Wang et al. 2018, eq. 4): the mean over D's layers of the L1 distance
+    between its features of the real and of the generated image (the real ones detached).
+
+    It gives the generator a dense target per feature instead of one logit per patch. mask: (B, 1, H, W), 1 = hole;
+    when given, each layer's mean is weighted as `hole_patch_weights` weights logits, so features of known pixels
+    (the same in both images) do not dilute it.
+    """
+    if len(real_features) != len(fake_features) or not real_features:
+        raise ValueError(f"feature matching needs the same non-empty list of layers for real and fake, "
+                         f"got {len(real_features)} and {len(fake_features)}")
+    terms = []
+    for real, fake in zip(real_features, fake_features):
+        weights = hole_patch_weights(mask, fake) if mask is not None else None
+        terms.append(_mean((fake - real.detach()).abs(), weights))
+    return torch.stack(terms).mean()
+
+
 def interpolate(real: torch.Tensor, fake: torch.Tensor, rng: torch.Generator | None = None) -> torch.Tensor:
     """WGAN-GP's random points x̂ = α·real + (1 − α)·fake, one α per image, ready for a gradient w.r.t. x̂.
     α is drawn from `rng` when given (on real's device), else from torch's global random generator."""

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -149,19 +150,31 @@ def test_lowpass_l1_hole_weighted_adversarial_and_the_discriminators_own_rate(tm
     common = ["--prior", str(pca), "--components", "8", "--width", "4", "--batch-size", "2", "--log-every", "1",
               "--save-every", "1"]
 
-    def first_step(run_name: str, *extra: str) -> tuple[float, float]:
-        """(L1, adversarial loss) logged at step 1."""
+    def logged(run_name: str, *extra: str) -> dict[str, float]:
+        """The losses logged at step 1, by name."""
         done = run(str(faces), str(tmp_path / run_name), *common, "--steps", "1", *extra)
         assert done.returncode == 0, done.stderr
         line = next(line for line in done.stdout.splitlines() if line.startswith("step 1:"))
-        return float(line.split(" l1 ")[1].split()[0]), float(line.split(" adv ")[1].split()[0])
+        return {name: float(line.split(f" {name} ")[1].split()[0]) for name in ("l1", "adv", "fm")}
+
+    def first_step(run_name: str, *extra: str) -> tuple[float, float]:
+        """(L1, adversarial loss) logged at step 1."""
+        losses = logged(run_name, *extra)
+        return losses["l1"], losses["adv"]
 
     # the same first step: L1 of 4×4 cell means is at most the per-cell L1 (|mean e| <= mean |e|), and not equal
     (per_cell, adv), (pooled, _) = first_step("cells"), first_step("pooled", "--lowpass", "4")
     assert pooled < per_cell
     # --adv-hole changes only the adversarial term's weighting: the same L1, another adversarial loss
-    hole_l1, hole_adv = first_step("hole", "--adv-hole")
+    hole = logged("hole", "--adv-hole")
+    hole_l1, hole_adv = hole["l1"], hole["adv"]
     assert hole_l1 == per_cell and hole_adv != adv
+    # --fm-weight: the same step's L1 and adversarial loss (features() ends in forward's logits), plus a matching term
+    matched = logged("fm", "--adv-hole", "--fm-weight", "10")
+    assert (matched["l1"], matched["adv"]) == (hole_l1, hole_adv) and matched["fm"] > 0
+    assert hole["fm"] == 0.0  # off by default
+    fm_log = (tmp_path / "fm" / "log.csv").read_text().split(",")
+    assert float(fm_log[-1]) == pytest.approx(matched["fm"], abs=1e-4)  # the last column of log.csv
     # --d-r1: a discriminator without spectral norm (no parametrisations in its checkpoint), held by the penalty
     first_step("r1", "--d-r1", "10")
     plain = torch.load(tmp_path / "r1" / "checkpoint.pt", weights_only=True)["discriminator"]

@@ -34,3 +34,13 @@ class PatchDiscriminator(nn.Module):
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """image: (B, 3, H, W) in [-1, 1]; mask: (B, 1, H, W), 1 = hole. Returns logits (B, 1, H/2^n, W/2^n)."""
         return self.net(torch.cat([image, mask.to(image.dtype)], dim=1))
+
+    def features(self, image: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
+        """The activation after each stride-2 conv's LeakyReLU, (B, widths[i], H/2^(i+1), W/2^(i+1)), then the
+        logits as `forward` gives them: the layers a feature-matching loss compares (pix2pixHD)."""
+        out, x = [], torch.cat([image, mask.to(image.dtype)], dim=1)
+        for layer in self.net:
+            x = layer(x)
+            if isinstance(layer, nn.LeakyReLU):
+                out.append(x)
+        return out + [x]
