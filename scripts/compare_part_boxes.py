@@ -16,6 +16,7 @@ import argparse
 import numpy as np
 from PIL import Image
 
+from hf_faceinpaint.cli import USER_ERRORS, error_message
 from hf_faceinpaint.evaluation.dataset import load_eval_images
 from hf_faceinpaint.io import atomic_path
 from hf_faceinpaint.masks import FACE_PARTS
@@ -72,8 +73,11 @@ def main() -> None:
         parser.error(f"--out must be a .png file, got {args.out}")
     if args.grow <= 0 or args.zoom <= 0 or args.margin < 0:
         parser.error("need --grow > 0, --zoom > 0 and --margin >= 0")
-    faces = load_eval_images(args.images, args.resolution, args.count).pixels  # (N, S, S, 3)
-    models = [load_model(name) for name in args.methods]
+    try:  # a missing folder, an unreadable image or model: one error line, as the CLI gives it
+        faces = load_eval_images(args.images, args.resolution, args.count).pixels  # (N, S, S, 3)
+        models = [load_model(name) for name in args.methods]
+    except USER_ERRORS as err:
+        parser.error(error_message(err))
     results = {}
     for part in parts:
         top, bottom, left, right = part_window(part, args.resolution, args.grow)

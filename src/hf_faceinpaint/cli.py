@@ -27,6 +27,11 @@ USER_ERRORS = (OSError, ValueError, CheckpointError)
 FOLDER_BATCH = 8
 
 
+def error_message(err: BaseException) -> str:
+    """A user error as one line (a multi-line message joined), or its type's name when it has no message."""
+    return " ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
+
+
 def _resolve(spec: str | None, device: str | None, allow_untrained: bool = False) -> ResolvedModel:
     """`resolve_model` with the CLI's checks: a usable device, and the no-default warning folded into the output."""
     torch_device = None if device is None else parse_device(device)
@@ -185,7 +190,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.handler(args)
     except USER_ERRORS as err:
-        message = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
-        print(f"error: {message or type(err).__name__}", file=sys.stderr)
+        print(f"error: {error_message(err)}", file=sys.stderr)
         return 2
     return 0

@@ -65,3 +65,12 @@ def test_an_unknown_part_is_refused_by_name(tmp_path: Path) -> None:
                            "--parts", "eyes,ears"], capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and "unknown --parts ears" in done.stderr
     assert not (tmp_path / "g.png").exists()
+
+
+def test_a_missing_or_empty_folder_is_one_error_line(tmp_path: Path) -> None:
+    for args in ([str(tmp_path / "nowhere"), "telea"], [str(tmp_path), "telea"]):
+        done = subprocess.run([sys.executable, str(SCRIPT), *args, "--out", str(tmp_path / "g.png")],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and "Traceback" not in done.stderr
+        assert done.stderr.strip().splitlines()[-1].startswith("compare_part_boxes.py: error: ")
+    assert "no image files" in done.stderr and str(tmp_path) in done.stderr  # the empty folder, named

@@ -21,6 +21,7 @@ from hf_faceinpaint.models.prior import (
     refiner_width,
     save_fit,
 )
+from hf_faceinpaint.pipeline import bf16_is_fast
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "train_prior_refiner.py"
@@ -133,6 +134,7 @@ def test_perceptual_and_style_losses_join_the_refiners_loss(tmp_path: Path, vgg_
     line = next(line for line in done.stdout.splitlines() if line.startswith("step 1:"))
     perceptual, style = (float(line.split(name)[1].split()[0]) for name in (" perc ", " style "))
     assert perceptual > 0 and style > 0  # both were computed on the composited face, not left at zero
+    assert "warning: --bf16" not in done.stderr  # float32: nothing to warn about
 
     # --bf16: the same first step (same seed, same draw) under bf16 autocast gives the same losses to bf16 precision
     common[1] = str(tmp_path / "run-bf16")
@@ -143,6 +145,8 @@ def test_perceptual_and_style_losses_join_the_refiners_loss(tmp_path: Path, vgg_
         value, reference = (float(text.split(name)[1].split()[0]) for text in (fast, line))
         assert abs(value - reference) <= 0.03 * abs(reference), (name, value, reference)
     assert fast.split(" (")[0] != line.split(" (")[0]  # ... and bf16 really ran: the printed losses differ
+    # where bf16 is emulated (no AMX or AVX512-BF16), the run says so before it starts, and only there
+    assert ("warning: --bf16 on cpu, which has no bf16 units" in done.stderr) == (not bf16_is_fast(torch.device("cpu")))
 
 
 def test_lowpass_l1_hole_weighted_adversarial_and_the_discriminators_own_rate(tmp_path: Path) -> None:
