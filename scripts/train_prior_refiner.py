@@ -52,7 +52,7 @@ from hf_faceinpaint.models.hub import CheckpointError, read_state_dict, save_saf
 from hf_faceinpaint.models.prior import FacePrior, known_cells, load_fit_file, refiner_fine, refiner_width
 from hf_faceinpaint.models.registry import load_model
 from hf_faceinpaint.models.vgg import load_vgg16
-from hf_faceinpaint.pipeline import bf16_is_fast
+from hf_faceinpaint.pipeline import emulated_bf16_warning
 
 RESOLUTION = 128  # the faces and masks are drawn at this side, then area-pooled to the prior's grid
 ZOOM = 0.88  # faces are cropped to a random square of at least this share of the side (scale augmentation)
@@ -228,10 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     checkpoint_path = args.out / "checkpoint.pt"
     device = torch.device(args.device)
-    if args.bf16 and not bf16_is_fast(device):
-        print(f"warning: --bf16 on {device}, which has no bf16 units (AMX, AVX512-BF16; see pipeline.bf16_is_fast): "
-              "autocast is emulated there, and a step can take over 100 times as long as in float32; drop --bf16",
-              file=sys.stderr, flush=True)
+    warning = emulated_bf16_warning(device, "--bf16", "drop --bf16") if args.bf16 else None
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     prior = build_prior(args).to(device)
     refiner = prior.refiner
     side = prior.size * (2 if args.fine else 1)  # the side of the refiner's face

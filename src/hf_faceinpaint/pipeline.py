@@ -238,6 +238,15 @@ def bf16_is_fast(device: torch.device) -> bool:
     return False
 
 
+def emulated_bf16_warning(device: torch.device, option: str, instead: str) -> str | None:
+    """The warning for a training run asked (by `option`) for bf16 autocast on a `device` without bf16 units, where
+    it is emulated (`bf16_is_fast`); `instead` names the float32 choice. None where bf16 is fast."""
+    if bf16_is_fast(device):
+        return None
+    return (f"warning: {option} on {device}, which has no bf16 units (AMX, AVX512-BF16; see pipeline.bf16_is_fast): "
+            f"autocast is emulated there, and a step can take over 100 times as long as in float32; {instead}")
+
+
 def check_precision(precision: str) -> None:
     """Raise a ValueError naming `precision` unless it is one of `PRECISIONS`."""
     if precision not in PRECISIONS:

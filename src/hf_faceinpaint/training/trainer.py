@@ -30,6 +30,7 @@ from ..masks import MaskGenerator, parse_buckets
 from ..models.hub import WEIGHTS_NAME, load_state_dict_strict
 from ..models.registry import preset_config
 from ..models.twostage import TwoStageConfig
+from ..pipeline import emulated_bf16_warning
 from .checkpoint import ema_model, load_checkpoint, resolve_resume, save_checkpoint
 from .config import ConfigError, TrainConfig
 from .flags import parse_config
@@ -160,6 +161,10 @@ def train(config: TrainConfig) -> TrainResult:
         project_dir=str(output_dir),
     )
     rank, world, device = accelerator.process_index, accelerator.num_processes, accelerator.device
+    warning = (emulated_bf16_warning(device, "--mixed-precision bf16", "use --mixed-precision no")
+               if config.mixed_precision == "bf16" else None)
+    if warning and accelerator.is_main_process:
+        print(warning, file=sys.stderr, flush=True)
     set_seed(config.seed)  # identical initial weights on every process
 
     # ---- losses first: a missing VGG (or other loss network) fails before any data is touched
