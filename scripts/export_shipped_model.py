@@ -10,7 +10,9 @@ With `--prior`, the gappy-PCA face prior (`scripts/fit_face_prior.py`) joins the
 `scripts/train_prior_refiner.py --export`) are written into the same safetensors file, so `from_pretrained` carries
 it. The network's weights are unchanged. With `--refiner`, a model that already has a prior with a refiner (the shipped
 msl-face) gets that refiner's weights replaced by a refiner-only file (`scripts/train_prior_refiner.py
---export-refiner`, what a GPU window sends back); everything else is unchanged.
+--export-refiner`, what a GPU window sends back); everything else is unchanged. `--mirror-detail` and
+`--mirror-detail-ramp` set the mirror-detail transfer of the exported config (`MSLConfig.mirror_detail`, eq. 4 of
+`models/symmetry.py`, which has no weights; the defaults are what ships).
 
 The input is a `save_pretrained` folder (a run's `final/` holds the EMA generator). The weights are stored in float16
 to halve the package size and load back into a float32 model (`load_state_dict_strict` casts). The script refuses a
@@ -84,6 +86,9 @@ def export(checkpoint: Path, out: Path, args: argparse.Namespace) -> None:
         model, reference = with_prior(model, args), with_prior(reference, args)
     if args.refiner is not None:
         model, reference = with_refiner(model, args.refiner), with_refiner(reference, args.refiner)
+    for network in (model, reference):  # validated again
+        network.config = dataclasses.replace(network.config, mirror_detail=args.mirror_detail,
+                                             mirror_detail_ramp=args.mirror_detail_ramp)
     with atomic_path(out) as staging:
         model.half().save_pretrained(staging)
         (staging / "README.md").unlink()  # the shipped card is model_cards/<name>.md
@@ -113,6 +118,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "(default 12/256)")
     parser.add_argument("--prior-detail", type=float, default=0.0,
                         help="share of the network's detail kept deep inside the hole (default 0)")
+    parser.add_argument("--mirror-detail", type=float, default=4 / 256,
+                        help="σ of the mirror-detail transfer, fraction of the frame side; 0 = off (default 4/256)")
+    parser.add_argument("--mirror-detail-ramp", type=float, default=8 / 256,
+                        help="depth into the hole at which the mirror's detail is taken whole, fraction of the side "
+                             "(default 8/256)")
     args = parser.parse_args(argv)
     if args.prior is not None and args.refiner is not None:
         parser.error("--prior brings its own refiner: pass --prior or --refiner, not both")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the shipped default model msl-face (v6) from scratch: the recipe of model_cards/msl-face.md.
+# Build the shipped default model msl-face (v7) from scratch: the recipe of model_cards/msl-face.md.
 #   1. The network (msl-tiny-128, v1's weights): three phases that each resume from the previous phase's last
 #      checkpoint. About 1.2 s per step on 2 CPU cores with AVX512-BF16 and bf16 autocast (7,750 steps: 2.6 hours);
 #      on a CPU without bf16 units pass MIXED_PRECISION=no (bf16 autocast is about 30x slower there).
@@ -17,7 +17,9 @@
 #      with the L1 losses on 4x4-pixel means, adversarial weight 1 and the discriminator's rate doubled (about 130
 #      minutes on 2 CPU cores with bf16 autocast).
 #   4. The export: the network's float16 EMA weights and the refined prior in one safetensors file, the prior blended
-#      into the network's fill deep inside large holes (MSLConfig.prior_blend, eq. 2 of models/prior.py).
+#      into the network's fill deep inside large holes (MSLConfig.prior_blend, eq. 2 of models/prior.py), and (v7,
+#      no weights) the mirrored face's detail deep inside a hole on one side of the face (MSLConfig.mirror_detail,
+#      eq. 4 of models/symmetry.py; the export's default).
 # Needs ../shared/data/faces128 and the HED VGG16 stand-in (paths in the config).
 #
 #   bash scripts/train_msl_face.sh [OUTPUT_DIR] [FINAL_STEP]

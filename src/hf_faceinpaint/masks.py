@@ -322,18 +322,19 @@ def random_rectangle_mask(
 
 #: Face-part boxes on an aligned face frame, as fractions (top, bottom, left, right) of the frame: the
 #: `--mask-mode parts` protocol of `evaluate`, i.e. what a user paints over. Measured on CelebA-HQ (256²) and the
-#: faces128 crops, which place the eyes at 36-56 % of the height and the mouth at 64-84 %.
+#: faces128 crops, which place the eyes at 36-56 % of the height and the mouth at 64-84 %. "left-eye" is the eye on
+#: the image's left (the person's right eye), with a margin for the brow's end and the eye's corner.
 FACE_PARTS: dict[str, tuple[float, float, float, float]] = {
     "eyes": (0.36, 0.56, 0.20, 0.80),
     "nose": (0.45, 0.68, 0.38, 0.62),
     "mouth": (0.64, 0.84, 0.30, 0.70),
     "half-face": (0.0, 1.0, 0.0, 0.5),
-}
-# Training parts: the evaluation boxes plus one eye, the lower face and the other half, drawn with jitter.
-_TRAINING_PARTS: dict[str, tuple[float, float, float, float]] = {
-    **FACE_PARTS,
     "left-eye": (0.34, 0.56, 0.16, 0.52),
     "right-eye": (0.34, 0.56, 0.48, 0.84),
+}
+# Training parts: the evaluation boxes plus the lower face and the other half, drawn with jitter.
+_TRAINING_PARTS: dict[str, tuple[float, float, float, float]] = {
+    **FACE_PARTS,
     "lower-face": (0.58, 1.0, 0.12, 0.88),
     "right-half-face": (0.0, 1.0, 0.5, 1.0),
 }
@@ -349,8 +350,8 @@ FACE_MIX = {"part": 0.4, "thick": 0.3, "irregular": 0.3}
 def part_mask(
     size: Size, part: str, rng: np.random.Generator | None = None
 ) -> np.ndarray:
-    """The hole over a face part of an aligned face frame (`FACE_PARTS`; in training also "left-eye", "right-eye",
-    "lower-face", "right-half-face").
+    """The hole over a face part of an aligned face frame (`FACE_PARTS`; in training also "lower-face" and
+    "right-half-face").
 
     Args:
         size: Mask size, an int or (height, width).

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from hf_faceinpaint.images import example_image_path
+from hf_faceinpaint.masks import FACE_PARTS
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "eval_portraits.py"
 ASTRONAUT_FACE = (151, 18, 168)  # left, top, side of the astronaut's face framed as the training faces are
@@ -41,7 +42,7 @@ def test_the_table_has_framed_and_unframed_rows(tmp_path: Path) -> None:
             for cells in [[c.strip() for c in line.strip("|").split("|")]] if cells[0] != "method"}
     assert set(rows) == {("msl-face", "yes"), ("msl-face", "no"), ("telea", "no")}
     for cells in rows.values():
-        assert len(cells) == 4  # eyes, nose, mouth, half face
+        assert len(cells) == len(FACE_PARTS)
         for cell in cells:
             psnr, ssim = map(float, re.fullmatch(r"(\S+) / (\S+)", cell).groups())
             assert 10 < psnr < 60 and 0 < ssim <= 1

@@ -18,6 +18,7 @@ from safetensors import safe_open
 
 from hf_faceinpaint import MSLInpainter
 from hf_faceinpaint.evaluation.runner import EvalConfig, evaluate
+from hf_faceinpaint.masks import FACE_PARTS
 from hf_faceinpaint.models import base
 from hf_faceinpaint.models.registry import (
     DEFAULT_MODEL,
@@ -54,7 +55,8 @@ def test_the_export_script_writes_the_shipped_blend_settings(
     script = script_module("export_shipped_model")
     args = vars(script.parse_args(["checkpoint"]))
     shipped = json.loads((folder / "config.json").read_text())
-    for key in ("prior_components", "prior_ridge", "prior_blend", "prior_blend_ramp", "prior_detail"):
+    for key in ("prior_components", "prior_ridge", "prior_blend", "prior_blend_ramp", "prior_detail", "mirror_detail",
+                "mirror_detail_ramp"):
         assert args[key] == pytest.approx(shipped[key]), key
 
 
@@ -88,10 +90,13 @@ def test_the_export_script_swaps_in_a_refiner_file(folder: Path, tmp_path: Path)
 def test_default_model_loads_strictly_in_float32(folder: Path) -> None:
     model = load_model(None)
     assert isinstance(model, MSLInpainter) and not model.training
-    network = {key: value for key, value in asdict(model.config).items() if not key.startswith("prior_")}
-    assert network == {k: v for k, v in asdict(preset_config("msl-tiny-128")).items() if not k.startswith("prior_")}
+    network = {key: value for key, value in asdict(model.config).items() if not key.startswith(("prior_", "mirror_"))}
+    assert network == {k: v for k, v in asdict(preset_config("msl-tiny-128")).items()
+                       if not k.startswith(("prior_", "mirror_"))}
     # v4: the msl-tiny-128 network, and the gappy-PCA face prior, sharpened by its refiner (with its level at twice
-    # the grid's side), blended into its fill (models/prior.py, eq. 2)
+    # the grid's side), blended into its fill (models/prior.py, eq. 2); v7: the mirrored face's detail (eq. 4 of
+    # models/symmetry.py)
+    assert model.config.mirror_detail > 0
     assert model.prior is not None and not model.config.prior_input and model.config.prior_blend > 0
     assert model.prior.refiner is not None and not model.prior.refiner.training
     assert model.config.prior_refiner_fine and model.prior.refiner.fine is not None
@@ -156,10 +161,10 @@ def test_beats_telea_on_real_faces(shared_dir: Path) -> None:
 
 @pytest.mark.slow
 def test_completes_face_parts_better_than_telea(shared_dir: Path) -> None:
-    """The first 16 celebahq_eval256 faces at 256² with the eyes, nose, mouth and half-face boxes
-    (`--mask-mode parts`): PSNR at least 0.3 dB over Telea on every part (v1, without the face prior, lost on the
-    nose)."""
+    """The first 16 celebahq_eval256 faces at 256² with the face-part boxes (`--mask-mode parts`: both eyes, nose,
+    mouth, half face, each eye alone): PSNR at least 0.3 dB over Telea on every part (v1, without the face prior,
+    lost on the nose)."""
     results = shipped_and_telea(images=str(shared_dir / "data/celebahq_eval256"), mask_mode="parts", resolution=256,
                                 limit=16)
-    for part in ("eyes", "nose", "mouth", "half-face"):
+    for part in FACE_PARTS:
         assert results["msl-face"][part]["psnr"]["mean"] > results["telea"][part]["psnr"]["mean"] + 0.3, part

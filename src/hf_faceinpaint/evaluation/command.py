@@ -48,7 +48,8 @@ def add_evaluate_command(commands: argparse._SubParsersAction) -> argparse.Argum
     parser.add_argument("--buckets", help=f"hole-ratio ranges in percent (default {default_buckets}); not with square masks")
     parser.add_argument("--mask-mode", choices=MASK_MODES, default="nvidia",
                         help="nvidia: mask files bucketed by hole ratio; square: one centred square; generated: "
-                        "the project's MaskGenerator; parts: eyes, nose, mouth and half-face boxes (default nvidia)")
+                        "the project's MaskGenerator; parts: both eyes, nose, mouth, half-face and one-eye boxes "
+                        "(default nvidia)")
     parser.add_argument("--square-size", type=_square_size, default=0.5,
                         help="side of the centred square: pixels (128) or a fraction of --resolution (default 0.5)")
     parser.add_argument("--resolution", type=int, default=256, help="evaluation side in pixels (default 256)")

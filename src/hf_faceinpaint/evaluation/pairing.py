@@ -7,8 +7,8 @@ Four mask protocols, all at the evaluation resolution R:
   is the hole the methods are scored on; a bucket holds the files whose resized ratio lies in (lo, hi].
 - ``"square"``: one centred square hole for every image (the two-stage paper's protocol), one bucket named after it.
 - ``"generated"``: the project's `MaskGenerator` ("irregular", bucket-targeted); no files needed.
-- ``"parts"``: the face-part boxes of `masks.FACE_PARTS` (eyes, nose, mouth, half face) on the aligned frame, one
-  bucket per part, every image paired with every part: what a user paints over.
+- ``"parts"``: the face-part boxes of `masks.FACE_PARTS` (both eyes, nose, mouth, half face, each eye alone) on the
+  aligned frame, one bucket per part, every image paired with every part: what a user paints over.
 
 Pairing: in every bucket each image gets one mask, drawn by `assign_masks` from an RNG seeded with the seed and the
 bucket's bounds, so every method sees exactly the same pairs and a rerun reproduces them.

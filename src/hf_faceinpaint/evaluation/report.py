@@ -118,8 +118,8 @@ def _mask_note(report: dict[str, Any]) -> str:
     if mode == "square":
         return "Masks: one centred square hole for every image (the two-stage paper's protocol)."
     if mode == "parts":
-        return ("Masks: face-part boxes on the aligned frame (masks.FACE_PARTS: eyes, nose, mouth, half face), every "
-                "image with every part: what a user paints over.")
+        return ("Masks: face-part boxes on the aligned frame (masks.FACE_PARTS: both eyes, nose, mouth, half face, each "
+                "eye alone), every image with every part: what a user paints over.")
     return "Masks: the project's MaskGenerator (free-form strokes and blobs, targeted at each bucket), seeded per pair."
 
 

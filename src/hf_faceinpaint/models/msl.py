@@ -8,7 +8,8 @@ Generator, top to bottom (paper Fig. 1):
      encoders at each resolution, ending in a tanh RGB image.
 Not in the paper, optional: a gappy-PCA face prior (`models/prior.py`) fitted to the known pixels, either as a second
 input whose face the decoder corrects (`prior_input`), or blended into the fill deep inside the hole (`prior_blend`,
-the shipped msl-face v2).
+the shipped msl-face v2); and the mirrored face's detail deep inside a hole on one side of the face
+(`mirror_detail`, `models/symmetry.py`, msl-face v7).
 The output is always composited: out = mask · pred + (1 − mask) · input.
 """
 
@@ -24,6 +25,7 @@ from ..layers import ChannelSemanticLearning, ContextualAttention, GatedConv2d, 
 from .discriminator import PatchDiscriminator
 from .base import Inpainter
 from .prior import FacePrior, transfer_structure
+from .symmetry import transfer_mirror_detail
 from .registry import register_preset
 
 
@@ -69,6 +71,11 @@ class MSLConfig:
             face on the prior's grid (`scripts/train_prior_refiner.py`); 0 = no refiner.
         prior_refiner_fine: The refiner draws the face on a grid twice the prior's side (`PriorRefiner.fine`),
             from the known pixels there too.
+        mirror_detail: σ of the mirror-detail transfer (eq. 4 of `models/symmetry.py`) as a fraction of the frame
+            side: deep inside a hole on one side of the face, the detail finer than σ comes from the mirrored other
+            side where that is known (a painted-over eye gets the other eye's iris and lids); 0 = off.
+        mirror_detail_ramp: Distance into the hole, as a fraction of the frame side, from which the mirror's
+            detail is taken whole (nearer the hole's edge its weight falls linearly to 0).
     """
 
     resolution: int = 256
@@ -93,6 +100,8 @@ class MSLConfig:
     prior_residual_none: float = 0.3
     prior_refiner_width: int = 0
     prior_refiner_fine: bool = False
+    mirror_detail: float = 0.0
+    mirror_detail_ramp: float = 0.03125
 
     def __post_init__(self) -> None:
         # JSON gives lists back; keep tuples so configs compare and hash the same after a round trip.
@@ -117,6 +126,9 @@ class MSLConfig:
             raise ValueError(f"prior_refiner_width needs a prior and must be >= 0, got {self.prior_refiner_width}")
         if self.prior_refiner_fine and not self.prior_refiner_width:
             raise ValueError("prior_refiner_fine needs a refiner (prior_refiner_width > 0)")
+        if not (self.mirror_detail >= 0 and self.mirror_detail_ramp > 0):
+            raise ValueError(f"need mirror_detail >= 0 and mirror_detail_ramp > 0, got {self.mirror_detail}, "
+                             f"{self.mirror_detail_ramp}")
         if self.prior_components and not self.prior_input and not self.prior_blend:
             raise ValueError("a prior that is neither an input (prior_input) nor blended in (prior_blend) is unused")
         if self.resolution % self.size_multiple:
@@ -285,15 +297,19 @@ class MSLInpainter(Inpainter, config_class=MSLConfig, tags=("msl",)):
         out = self.decoder(torch.cat(bottlenecks, dim=1), skips, x)  # (B, 3, H, W)
         # with a prior the network predicts the correction to the prior's face; without one, the image itself
         out = torch.tanh(out) if prior is None else prior + out
-        if config.prior_blend:  # the prior's structure deep inside the hole (eq. 2 of models/prior.py)
-            face, residual = fitted
+        side = image.shape[-1]
+        trust = None  # the prior's trust in the frame being an aligned face (B,), where it is fitted
+        if fitted is not None:
             span = config.prior_residual_none - config.prior_residual_full
-            trust = ((config.prior_residual_none - residual) / span).clamp(0.0, 1.0)  # (B,)
-            if trust.is_meta or trust.any():  # else eq. 2 changes nothing
-                side = image.shape[-1]
-                filled = self.composite(image, mask, out)  # x of eq. 2: the fill in the hole, the photo around it
-                out = transfer_structure(filled, face, mask, config.prior_blend * side,
-                                         config.prior_blend_ramp * side, trust, config.prior_detail)
+            trust = ((config.prior_residual_none - fitted[1]) / span).clamp(0.0, 1.0)  # (B,)
+        if config.prior_blend and (trust.is_meta or trust.any()):  # else eq. 2 changes nothing
+            # the prior's structure deep inside the hole (eq. 2 of models/prior.py); x of eq. 2: the fill in the
+            # hole, the photo around it
+            out = transfer_structure(self.composite(image, mask, out), fitted[0], mask, config.prior_blend * side,
+                                     config.prior_blend_ramp * side, trust, config.prior_detail)
+        if config.mirror_detail:  # the mirrored face's detail deep inside the hole (eq. 4 of models/symmetry.py)
+            out = transfer_mirror_detail(self.composite(image, mask, out), mask, config.mirror_detail * side,
+                                         config.mirror_detail_ramp * side, trust)
         return out
 
     @property
