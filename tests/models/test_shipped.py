@@ -177,8 +177,7 @@ def test_completes_face_parts_better_than_telea(shared_dir: Path) -> None:
 def test_the_mirror_gives_a_painted_over_eye_the_other_eyes_detail(shared_dir: Path) -> None:
     """v7's mirror detail (`models/symmetry.py`), on the first 16 celebahq_eval256 faces at 256² with each eye's box:
     at least 0.1 dB PSNR over the same model without it (+0.24 / +0.65 dB here in bf16 on a Xeon with AMX; the card:
-    +0.38 / +0.60 dB on all 54), and nothing changed
-    with half the face painted over (no mirror pair to match)."""
+    +0.38 / +0.60 dB on all 54), and nothing changed with half the face painted over (no mirror pair to match)."""
     from hf_faceinpaint.evaluation.dataset import load_eval_images
     from hf_faceinpaint.masks import part_mask
     from hf_faceinpaint.metrics import psnr
