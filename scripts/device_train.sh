@@ -7,7 +7,8 @@
 # then leave in $OUT:
 #   refiner.safetensors      the EMA refiner alone, float16 (12 MiB): scripts/export_shipped_model.py
 #                            src/hf_faceinpaint/weights/msl-face --refiner refiner.safetensors --out DIR makes the model
-#   refiner-log.csv          step, hole L1, L1, adversarial, discriminator, perceptual, style, faces/s, feature matching
+#   refiner-log.csv          step, hole L1, L1, adversarial, discriminator, perceptual, style, faces/s, feature matching,
+#                            local adversarial
 #
 # TARGET=network: train msl-face's network (preset msl-prior-128) with `accelerate launch` on every GPU found, in bf16,
 # and leave in $OUT:

@@ -15,7 +15,9 @@ plus a hinge loss against a spectral-norm patch discriminator (with `--d-r1`, a 
 which is what makes it draw eyes and mouths instead of their posterior mean (with `--adv-hole`, each patch weighted
 by the hole near it, so patches of known pixels do not dilute it; with `--d-warmup N`, trained alone for the first N
 steps, so it can already tell the starting refiner's fills from real faces; with `--fm-weight`, plus pix2pixHD's
-feature matching on its layers, a denser target than one logit per patch); optionally (`--perceptual-weight`,
+feature matching on its layers, a denser target than one logit per patch; with `--local-weight`, plus a second,
+local discriminator (Iizuka et al. 2017) on the eyes' and the mouth's regions of the faces, where at least 30 % of the
+region is hole, and with `--part-share`, more holes over eyes and mouths to give it); optionally (`--perceptual-weight`,
 `--style-weight`, with `--vgg-weights`) the MSL paper's perceptual and style losses (eqs. 7-9, VGG16 pool1-pool3) of
 the composited face, which reward drawn edges over a blurred mean. An exponential moving average of the refiner is
 what gets exported.
@@ -46,7 +48,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from hf_faceinpaint.data import DatasetSpecError, load_fixed_set
 from hf_faceinpaint.losses import (PerceptualStyleLoss, discriminator_loss, feature_matching_loss, generator_loss,
                                    hole_patch_weights, r1_penalty)
-from hf_faceinpaint.masks import face_mix_mask
+from hf_faceinpaint.masks import face_mix_mask, part_mask
 from hf_faceinpaint.models.discriminator import PatchDiscriminator
 from hf_faceinpaint.models.hub import CheckpointError, read_state_dict, save_safetensors_atomic
 from hf_faceinpaint.models.prior import FacePrior, known_cells, load_fit_file, refiner_fine, refiner_width
@@ -56,6 +58,13 @@ from hf_faceinpaint.pipeline import emulated_bf16_warning
 
 RESOLUTION = 128  # the faces and masks are drawn at this side, then area-pooled to the prior's grid
 ZOOM = 0.88  # faces are cropped to a random square of at least this share of the side (scale augmentation)
+# The local discriminator's regions of an aligned face, (top, bottom, left, right) fractions of the side: the eyes
+# and the mouth boxes of `masks.FACE_PARTS` grown by 6 % of the side, so a whole eye or mouth is in view.
+LOCAL_REGIONS = {"eyes": (0.30, 0.62, 0.14, 0.86), "mouth": (0.58, 0.90, 0.24, 0.76)}
+LOCAL_PARTS = ("eyes", "mouth", "left-eye", "right-eye")  # the boxes --part-share draws
+# A region counts for the local discriminator where at least this share of it is hole: the evaluation's eyes and
+# mouth boxes cover 52 % and 48 % of their regions, one eye's box 34 % of the eyes' region.
+LOCAL_MIN_HOLE = 0.3
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -91,6 +100,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--adv-hole", action="store_true",
                         help="weight each patch's adversarial loss by the hole near it (`hole_patch_weights`): "
                              "patches of known pixels, the same in real and fake, no longer dilute it")
+    parser.add_argument("--local-weight", type=float, default=0.0,
+                        help="weight of a local discriminator's hinge loss on the eyes' and the mouth's regions of the "
+                             "face (Iizuka et al. 2017's local discriminator, without spectral norm), where at least "
+                             "LOCAL_MIN_HOLE of the region is hole; 0 = off")
+    parser.add_argument("--local-r1", type=float, default=0.0,
+                        help="γ of an R1 penalty on the local discriminator (on the sum of its patch logits: γ = 1 and "
+                             "0.02 kept it from learning at all in a 2026-12-06 run); 0 = none")
+    parser.add_argument("--part-share", type=float, default=0.0,
+                        help="share of the faces whose hole is a jittered eyes, eye or mouth box (`LOCAL_PARTS`) "
+                             "instead of a `face_mix_mask` (0 = the face mix alone)")
     parser.add_argument("--perceptual-weight", type=float, default=0.0,
                         help="weight of the perceptual loss (eq. 7, VGG16 pool1-pool3) on the composited face; 0 = off")
     parser.add_argument("--style-weight", type=float, default=0.0, help="weight of the style loss (eqs. 8-9); 0 = off")
@@ -125,6 +144,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for option, path in (("--export", args.export), ("--export-refiner", args.export_refiner)):
         if path is not None and path.suffix != ".safetensors":
             parser.error(f"{option} needs a .safetensors file")
+    if not 0.0 <= args.part_share <= 1.0:
+        parser.error(f"--part-share must be in [0, 1], got {args.part_share}")
     if args.workers < 0 or args.minutes < 0:
         parser.error("--workers and --minutes must not be negative")
     return args
@@ -174,22 +195,44 @@ def augment(faces: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     return torch.cat(out) / 127.5 - 1.0  # (B, 3, R, R)
 
 
-def draw_batch(faces: torch.Tensor, seed: int, step: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def draw_mask(rng: np.random.Generator, part_share: float) -> np.ndarray:
+    """One training hole: with probability `part_share` a jittered box of `LOCAL_PARTS`, else a `face_mix_mask`."""
+    if part_share and rng.random() < part_share:
+        return part_mask(RESOLUTION, str(rng.choice(LOCAL_PARTS)), rng)
+    return face_mix_mask(RESOLUTION, rng)
+
+
+def draw_batch(faces: torch.Tensor, seed: int, step: int, batch_size: int,
+               part_share: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """The batch of step `step`: augmented faces (B, 3, R, R) in [-1, 1] and their holes (B, 1, R, R), 1 = hole,
     drawn from the step's own generator (a resumed run, or one with workers, draws what an uninterrupted one would)."""
     rng = np.random.default_rng([seed, step])
     real = augment(faces[torch.from_numpy(rng.integers(0, len(faces), batch_size))], rng)
-    hole = torch.from_numpy(np.stack([face_mix_mask(RESOLUTION, rng) for _ in range(batch_size)]))
+    hole = torch.from_numpy(np.stack([draw_mask(rng, part_share) for _ in range(batch_size)]))
     return real, hole[:, None].float()
+
+
+def local_regions(missing: torch.Tensor, *images: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+    """The `LOCAL_REGIONS` crops of `missing` (B, 1, S, S) and of each image (B, C, S, S), of the faces where the
+    region is at least `LOCAL_MIN_HOLE` hole: one tuple (missing, *images) per region that any face has."""
+    side, out = missing.shape[-1], []
+    for top, bottom, left, right in LOCAL_REGIONS.values():
+        rows, cols = slice(round(top * side), round(bottom * side)), slice(round(left * side), round(right * side))
+        chosen = missing[:, 0, rows, cols].mean((1, 2)) >= LOCAL_MIN_HOLE  # (B,)
+        if chosen.any():
+            out.append(tuple(x[chosen][..., rows, cols] for x in (missing, *images)))
+    return out
 
 
 class Batches(IterableDataset):
     """The batches of steps `first`, `first` + 1, ... (`draw_batch`); worker k of n draws the steps ≡ k mod n, and a
     DataLoader takes the workers' batches in turn, so they arrive in step order."""
 
-    def __init__(self, faces: torch.Tensor, seed: int, first: int, last: int, batch_size: int) -> None:
+    def __init__(self, faces: torch.Tensor, seed: int, first: int, last: int, batch_size: int,
+                 part_share: float = 0.0) -> None:
         super().__init__()
         self.faces, self.seed, self.first, self.last, self.batch_size = faces, seed, first, last, batch_size
+        self.part_share = part_share
 
     def __iter__(self):
         worker = get_worker_info()
@@ -197,7 +240,7 @@ class Batches(IterableDataset):
         if worker is not None:
             torch.set_num_threads(1)  # the workers are many; each one draws whole batches
         for step in range(self.first + index, self.last, count):
-            yield draw_batch(self.faces, self.seed, step, self.batch_size)
+            yield draw_batch(self.faces, self.seed, step, self.batch_size, self.part_share)
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -237,8 +280,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.lowpass < 1 or side % args.lowpass:
         raise SystemExit(f"error: --lowpass {args.lowpass} must be a positive divisor of the face's side {side}")
     discriminator = PatchDiscriminator(in_channels=4, widths=(64, 128, 256), spectral_norm=not args.d_r1).to(device)
+    # the local discriminator (--local-weight): trained with the patch discriminator, by the same optimizer
+    local_d = (PatchDiscriminator(in_channels=4, widths=(64, 128, 256), spectral_norm=False).to(device)
+               if args.local_weight else None)
     opt_g = torch.optim.Adam(refiner.parameters(), lr=args.lr, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=args.d_lr or args.lr, betas=(0.5, 0.999))
+    d_params = list(discriminator.parameters()) + ([] if local_d is None else list(local_d.parameters()))
+    opt_d = torch.optim.Adam(d_params, lr=args.d_lr or args.lr, betas=(0.5, 0.999))
     ema = copy.deepcopy(refiner).requires_grad_(False)
     features = (PerceptualStyleLoss(load_vgg16(args.vgg_weights, args.vgg_normalization)).to(device)
                 if args.perceptual_weight or args.style_weight else None)
@@ -250,6 +297,11 @@ def main(argv: list[str] | None = None) -> int:
         refiner.load_state_dict(state["refiner"])
         ema.load_state_dict(state["ema"])
         discriminator.load_state_dict(state["discriminator"])
+        if (local_d is None) != ("local_d" not in state):
+            raise SystemExit("error: resume with --local-weight exactly when the checkpoint has a local discriminator"
+                             f" (it has {'one' if 'local_d' in state else 'none'})")
+        if local_d is not None:
+            local_d.load_state_dict(state["local_d"])
         opt_g.load_state_dict(state["opt_g"])
         opt_d.load_state_dict(state["opt_d"])
         step = int(state["step"])
@@ -274,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     log = open(args.out / "log.csv", "a")
     refiner.train()
     autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)  # noqa: E731
-    batches = DataLoader(Batches(faces, args.seed, step, args.steps, args.batch_size), batch_size=None,
+    batches = DataLoader(Batches(faces, args.seed, step, args.steps, args.batch_size, args.part_share),
+                         batch_size=None,
                          num_workers=args.workers, pin_memory=device.type == "cuda",
                          prefetch_factor=4 if args.workers else None)
     began = tick = time.perf_counter()
@@ -301,11 +354,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.d_r1:  # in float32: a second-order gradient
             probe = target.detach().requires_grad_(True)
             loss_d = loss_d + 0.5 * args.d_r1 * r1_penalty(discriminator(probe, missing), probe)
+        local = [] if local_d is None else local_regions(missing, target, fake)  # [(missing, real, fake)] crops
+        for hole_crop, real_crop, fake_crop in local:  # float32: the R1 penalty is a second-order gradient
+            probe = real_crop.detach().requires_grad_(bool(args.local_r1))
+            d_local = local_d(probe, hole_crop)
+            loss_d = loss_d + discriminator_loss("hinge", d_local, local_d(fake_crop.detach(), hole_crop))
+            if args.local_r1:
+                loss_d = loss_d + 0.5 * args.local_r1 * r1_penalty(d_local, probe)
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
 
-        l1_hole = l1_all = adv = matching = perceptual = style = torch.zeros(())
+        l1_hole = l1_all = adv = matching = perceptual = style = local_adv = torch.zeros(())
         if not warming:
             # refiner: L1 (the hole's cells weighted) plus the hinge generator loss, and the perceptual and style
             # losses (eqs. 7-9) of the composited face, which reward drawn edges over their blurred mean
@@ -318,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
                 fake_features = [f.float() for f in discriminator.features(fake, missing)]
             adv = generator_loss("hinge", fake_features[-1], weights)
             loss_g = args.hole_weight * l1_hole + l1_all + args.adv_weight * adv
+            if local:
+                local_adv = sum(generator_loss("hinge", local_d(crop, hole_crop)) for hole_crop, _, crop in local)
+                loss_g = loss_g + args.local_weight * local_adv / len(local)
             if args.fm_weight:  # the updated discriminator's features of the real face, as in the fake's pass
                 with torch.no_grad(), autocast():
                     real_features = [f.float() for f in discriminator.features(target, missing)]
@@ -343,10 +406,11 @@ def main(argv: list[str] | None = None) -> int:
             rate = seen / (time.perf_counter() - tick)
             tick, seen = time.perf_counter(), 0
             line = (f"{step},{l1_hole.item():.4f},{l1_all.item():.4f},{adv.item():.3f},{loss_d.item():.3f},"
-                    f"{perceptual.item():.4f},{style.item():.5f},{rate:.1f},{matching.item():.4f}")
+                    f"{perceptual.item():.4f},{style.item():.5f},{rate:.1f},{matching.item():.4f},"
+                    f"{local_adv.item():.3f}")
             print(f"step {step}: l1_hole {l1_hole.item():.4f} l1 {l1_all.item():.4f} adv {adv.item():.3f} "
                   f"d {loss_d.item():.3f} perc {perceptual.item():.4f} style {style.item():.5f} "
-                  f"fm {matching.item():.4f} ({rate:.1f} img/s)", flush=True)
+                  f"fm {matching.item():.4f} local {local_adv.item():.3f} ({rate:.1f} img/s)", flush=True)
             log.write(line + "\n")
             log.flush()
         out_of_time = args.minutes and time.perf_counter() - began > 60 * args.minutes
@@ -354,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
             save_checkpoint(checkpoint_path, {
                 "refiner": refiner.state_dict(), "ema": ema.state_dict(),
                 "discriminator": discriminator.state_dict(), "opt_g": opt_g.state_dict(),
+                **({} if local_d is None else {"local_d": local_d.state_dict()}),
                 "opt_d": opt_d.state_dict(), "step": step,
             })
         if out_of_time:

@@ -3,6 +3,7 @@ loads strictly into a `FacePrior` with a refiner; then a refiner with a fine lev
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from hf_faceinpaint.masks import face_mix_mask, part_mask
 from hf_faceinpaint.models.prior import (
     FacePrior,
     fit_pca,
@@ -178,7 +180,7 @@ def test_lowpass_l1_hole_weighted_adversarial_and_the_discriminators_own_rate(tm
     assert (matched["l1"], matched["adv"]) == (hole_l1, hole_adv) and matched["fm"] > 0
     assert hole["fm"] == 0.0  # off by default
     fm_log = (tmp_path / "fm" / "log.csv").read_text().split(",")
-    assert float(fm_log[-1]) == pytest.approx(matched["fm"], abs=1e-4)  # the last column of log.csv
+    assert float(fm_log[-2]) == pytest.approx(matched["fm"], abs=1e-4)  # log.csv's next-to-last column
     # --d-r1: a discriminator without spectral norm (no parametrisations in its checkpoint), held by the penalty
     first_step("r1", "--d-r1", "10")
     plain = torch.load(tmp_path / "r1" / "checkpoint.pt", weights_only=True)["discriminator"]
@@ -204,3 +206,61 @@ def test_lowpass_l1_hole_weighted_adversarial_and_the_discriminators_own_rate(tm
     state = torch.load(tmp_path / "cells" / "checkpoint.pt", weights_only=True)
     assert [group["lr"] for group in state["opt_g"]["param_groups"]] == [1e-4]  # this run's rates, not the saved
     assert [group["lr"] for group in state["opt_d"]["param_groups"]] == [3e-4]
+
+
+def test_a_local_discriminator_judges_the_eyes_and_the_mouth(tmp_path: Path) -> None:
+    faces, pca = noise_faces_and_pca(tmp_path, 4, seed=4)
+    common = ["--prior", str(pca), "--components", "8", "--width", "4", "--batch-size", "4", "--log-every", "1",
+              "--save-every", "1", "--fine"]
+
+    def step_one(run_name: str, *extra: str) -> tuple[str, dict]:
+        """The line logged at step 1 and the run's checkpoint."""
+        done = run(str(faces), str(tmp_path / run_name), *common, "--steps", "1", *extra)
+        assert done.returncode == 0, done.stderr
+        line = next(line for line in done.stdout.splitlines() if line.startswith("step 1:"))
+        return line, torch.load(tmp_path / run_name / "checkpoint.pt", weights_only=True)
+
+    # every hole an eyes, eye or mouth box: a region of most faces is mostly hole, and the refiner's loss has the
+    # local term; the local discriminator is saved with the run
+    local_line, local_state = step_one("local", "--local-weight", "1", "--part-share", "1")
+    local = float(local_line.split(" local ")[1].split()[0])
+    assert local != 0.0 and "local_d" in local_state
+    assert float((tmp_path / "local" / "log.csv").read_text().split(",")[-1]) == pytest.approx(local, abs=1e-3)  # last
+    # --local-r1: the same first step plus a penalty on the local discriminator's loss
+    penalised_line, _ = step_one("local-r1", "--local-weight", "1", "--part-share", "1", "--local-r1", "10")
+    d_loss = [float(line.split(" d ")[1].split()[0]) for line in (local_line, penalised_line)]
+    assert penalised_line.split(" d ")[0] == local_line.split(" d ")[0] and d_loss[1] > d_loss[0]
+    # off by default: no local term, no local discriminator, and the same draw as before the option existed
+    plain_line, plain_state = step_one("plain")
+    assert " local 0.000 " in plain_line and "local_d" not in plain_state
+    # a run resumes only as it was started
+    for name, extra in (("local", ()), ("plain", ("--local-weight", "1"))):
+        done = run(str(faces), str(tmp_path / name), *common, "--steps", "2", "--resume", "latest", *extra)
+        assert done.returncode != 0 and "resume with --local-weight exactly when" in done.stderr
+    refused = run(str(faces), str(tmp_path / "odd"), *common, "--part-share", "1.5")
+    assert refused.returncode != 0 and "--part-share must be in [0, 1], got 1.5" in refused.stderr
+
+
+def test_local_regions_keep_the_faces_whose_region_is_mostly_hole() -> None:
+    spec = importlib.util.spec_from_file_location("train_prior_refiner", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    side = 64
+    missing = torch.zeros(3, 1, side, side)
+    missing[0] = torch.from_numpy(part_mask(side, "eyes")).float()  # the evaluation's eyes box: 52 % of its region
+    missing[1] = torch.from_numpy(part_mask(side, "nose")).float()  # a nose box: too little of either region
+    missing[2, :, round(0.7 * side) :] = 1.0  # the frame's lower 30 %: most of the mouth's region, none of the eyes'
+    image = torch.arange(3.0).view(3, 1, 1, 1).expand(3, 3, side, side)
+    crops = script.local_regions(missing, image)
+    assert len(crops) == 2  # eyes (face 0), mouth (face 2)
+    (eye_hole, eye_image), (mouth_hole, mouth_image) = crops
+    top, bottom, left, right = (round(edge * side) for edge in script.LOCAL_REGIONS["eyes"])
+    assert eye_image.shape == (1, 3, bottom - top, right - left) and eye_image.unique().tolist() == [0.0]
+    assert mouth_image.unique().tolist() == [2.0]
+    assert eye_hole.mean() >= script.LOCAL_MIN_HOLE and mouth_hole.mean() >= script.LOCAL_MIN_HOLE
+    # --part-share 0 draws what the face mix draws, from the same generator; 1 only the local boxes (none of which
+    # reaches the frame's top eighth, where half faces and strokes do)
+    mixed, reference = np.random.default_rng(0), np.random.default_rng(0)
+    assert all(np.array_equal(script.draw_mask(mixed, 0.0), face_mix_mask(128, reference)) for _ in range(8))
+    rng = np.random.default_rng(0)
+    assert all(not script.draw_mask(rng, 1.0)[:16].any() for _ in range(20))
