@@ -4,6 +4,7 @@
     python scripts/export_shipped_model.py runs/msl-tiny-128/final --out src/hf_faceinpaint/weights/msl-face
     python scripts/export_shipped_model.py runs/msl-tiny-128/final --prior runs/face-prior-refined.safetensors
     python scripts/export_shipped_model.py src/hf_faceinpaint/weights/msl-face --refiner refiner.safetensors --out DIR
+    python scripts/export_shipped_model.py src/hf_faceinpaint/weights/msl-face --exemplars bank.safetensors --out DIR
 
 With `--prior`, the gappy-PCA face prior (`scripts/fit_face_prior.py`) joins the network as a structure transfer
 (`MSLConfig.prior_blend`, eq. 2 of `models/prior.py`): its buffers (and its refiner, from a file of
@@ -12,10 +13,14 @@ it. The network's weights are unchanged. With `--refiner`, a model that already 
 msl-face) gets that refiner's weights replaced by a refiner-only file (`scripts/train_prior_refiner.py
 --export-refiner`, what a GPU window sends back); everything else is unchanged. `--mirror-detail` and
 `--mirror-detail-ramp` set the mirror-detail transfer of the exported config (`MSLConfig.mirror_detail`, eq. 4 of
-`models/symmetry.py`, which has no weights; the defaults are what ships).
+`models/symmetry.py`, which has no weights; the defaults are what ships). With `--exemplars`, a bank of eye-pair
+windows (`scripts/fit_exemplar_bank.py`) joins the model as its exemplar detail (`MSLConfig.exemplar_count`, eqs.
+5-6 of `models/exemplars.py`), replacing any bank the checkpoint has (`--no-exemplars` drops it); `--exemplar-detail`
+and `--exemplar-ramp` set that transfer (the defaults are what ships).
 
 The input is a `save_pretrained` folder (a run's `final/` holds the EMA generator). The weights are stored in float16
-to halve the package size and load back into a float32 model (`load_state_dict_strict` casts). The script refuses a
+(the prior's basis as int8 codes, the exemplar windows as uint8) to keep the package small and load back into a
+float32 model (`load_state_dict_strict` casts). The script refuses a
 result over the size limit, reloads what it wrote strictly and reports the largest float16-vs-float32 output change on
 a seeded random batch. Files are written to a temporary folder first and renamed into place (`io.atomic_path`).
 """
@@ -30,12 +35,13 @@ from pathlib import Path
 import torch
 
 from hf_faceinpaint.io import atomic_path
-from hf_faceinpaint.models.hub import CONFIG_NAME, WEIGHTS_NAME, CheckpointError
+from hf_faceinpaint.models.hub import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, read_state_dict
+from hf_faceinpaint.models.exemplars import load_bank_file
 from hf_faceinpaint.models.prior import load_fit_file, load_refiner_file, refiner_fine, refiner_width
 from hf_faceinpaint.models.registry import load_pretrained
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "src" / "hf_faceinpaint" / "weights" / "msl-face"
-MAX_BYTES = 20 * 1024 * 1024  # package-data budget for the shipped model
+MAX_BYTES = 20_000_000  # package-data budget for the shipped model: 20 MB (19.07 MiB)
 
 
 def output_change(reference: torch.nn.Module, exported: torch.nn.Module, resolution: int) -> float:
@@ -79,6 +85,30 @@ def with_refiner(model: torch.nn.Module, path: Path) -> torch.nn.Module:
     return model.eval()
 
 
+def with_exemplars(model: torch.nn.Module, path: Path | None) -> torch.nn.Module:
+    """`model` with the exemplar bank of the file `path` (`scripts/fit_exemplar_bank.py`) in place of its own, if
+    any; with `path` None, without one."""
+    count = 0
+    if path is not None:
+        try:
+            count = int(read_state_dict(path, "exemplar bank")["eyes"].shape[0])
+        except CheckpointError as err:
+            sys.exit(f"error: {err}")
+        except KeyError:
+            sys.exit(f"error: exemplar bank {path} has no eyes windows")
+    combined = type(model)(dataclasses.replace(model.config, exemplar_count=count))
+    state = {key: value for key, value in model.state_dict().items() if not key.startswith("exemplars.")}
+    result = combined.load_state_dict(state, strict=False)
+    if result.unexpected_keys or any(not key.startswith("exemplars.") for key in result.missing_keys):
+        sys.exit(f"error: the network does not fit its own config: {result}")
+    if path is not None:
+        try:
+            load_bank_file(combined.exemplars, path)
+        except CheckpointError as err:
+            sys.exit(f"error: {err}")
+    return combined.eval()
+
+
 def export(checkpoint: Path, out: Path, args: argparse.Namespace) -> None:
     model = load_pretrained(checkpoint)
     reference = load_pretrained(checkpoint)
@@ -86,18 +116,21 @@ def export(checkpoint: Path, out: Path, args: argparse.Namespace) -> None:
         model, reference = with_prior(model, args), with_prior(reference, args)
     if args.refiner is not None:
         model, reference = with_refiner(model, args.refiner), with_refiner(reference, args.refiner)
+    if args.exemplars is not None or args.no_exemplars:
+        model, reference = with_exemplars(model, args.exemplars), with_exemplars(reference, args.exemplars)
     for network in (model, reference):  # validated again
         network.config = dataclasses.replace(network.config, mirror_detail=args.mirror_detail,
-                                             mirror_detail_ramp=args.mirror_detail_ramp)
+                                             mirror_detail_ramp=args.mirror_detail_ramp,
+                                             exemplar_detail=args.exemplar_detail, exemplar_ramp=args.exemplar_ramp)
     with atomic_path(out) as staging:
         model.half().save_pretrained(staging)
         (staging / "README.md").unlink()  # the shipped card is model_cards/<name>.md
         size = sum(path.stat().st_size for path in staging.iterdir())
         if size > MAX_BYTES:
-            sys.exit(f"error: the export is {size / 2**20:.1f} MiB, over the {MAX_BYTES / 2**20:.0f} MiB limit")
+            sys.exit(f"error: the export is {size / 1e6:.2f} MB, over the {MAX_BYTES / 1e6:.0f} MB limit")
         exported = load_pretrained(staging).float()
         change = output_change(reference, exported, reference.config.resolution)
-    print(f"wrote {out / CONFIG_NAME} and {out / WEIGHTS_NAME} ({size / 2**20:.2f} MiB, float16)")
+    print(f"wrote {out / CONFIG_NAME} and {out / WEIGHTS_NAME} ({size / 1e6:.2f} MB, float16 and int8)")
     print(f"largest output change float32 -> float16 weights: {change:.2e} (images in [-1, 1])")
 
 
@@ -123,9 +156,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mirror-detail-ramp", type=float, default=8 / 256,
                         help="depth into the hole at which the mirror's detail is taken whole, fraction of the side "
                              "(default 8/256)")
+    parser.add_argument("--exemplars", type=Path,
+                        help="an exemplar bank (scripts/fit_exemplar_bank.py) to add, replacing the checkpoint's")
+    parser.add_argument("--no-exemplars", action="store_true", help="drop the checkpoint's exemplar bank")
+    parser.add_argument("--exemplar-detail", type=float, default=4 / 256,
+                        help="σ of the exemplar-detail transfer, fraction of the frame side (default 4/256)")
+    parser.add_argument("--exemplar-ramp", type=float, default=8 / 256,
+                        help="depth into the hole at which the exemplar's detail is taken whole, fraction of the side "
+                             "(default 8/256)")
     args = parser.parse_args(argv)
     if args.prior is not None and args.refiner is not None:
         parser.error("--prior brings its own refiner: pass --prior or --refiner, not both")
+    if args.exemplars is not None and args.no_exemplars:
+        parser.error("pass --exemplars or --no-exemplars, not both")
     return args
 
 

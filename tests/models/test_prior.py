@@ -1,6 +1,7 @@
 """The gappy-PCA face prior (`models/prior.py`): the fit of eq. 1 against a dense reference solve, its residual, the
-structure transfer of eq. 2 and its parts (hole depth, Gaussian low-pass) against OpenCV, and an MSL model that
-blends the prior into its prediction (`prior_input=False`)."""
+structure transfer of eq. 2 and its parts (hole depth, Gaussian low-pass) against OpenCV, an MSL model that
+blends the prior into its prediction (`prior_input=False`), and the basis's int8 storage (older float checkpoints
+included)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from hf_faceinpaint.models.prior import (
     known_cells,
     load_fit_file,
     load_refiner_file,
+    quantize_basis,
     refiner_fine,
     refiner_width,
     save_fit,
@@ -302,3 +304,33 @@ def test_a_blended_model_saves_and_reloads_its_refiner(tmp_path, fine: bool) -> 
     image, mask = torch.rand(1, 3, 32, 32) * 2 - 1, box_masks(1, 32)
     with torch.inference_mode():
         torch.testing.assert_close(loaded(image, mask), model(image, mask))
+
+
+def test_the_basis_is_saved_as_int8_codes_within_half_a_step() -> None:
+    prior = random_prior()
+    state = prior.state_dict()
+    assert "basis" not in state and state["basis_codes"].dtype == torch.int8
+    exact = torch.linalg.qr(torch.randn(768, 12, generator=torch.Generator().manual_seed(3)))[0].T
+    codes, scale = quantize_basis(exact)
+    assert codes.abs().amax(dim=1).eq(127).all()  # each row's largest value uses the whole range
+    assert ((codes.float() * scale[:, None] - exact).abs() <= scale[:, None] / 2 + 1e-7).all()
+    prior.load_fit(prior.mean, exact, prior.variance)
+    torch.testing.assert_close(prior.basis, codes.float() * scale[:, None])  # what the fit uses
+
+
+def test_a_checkpoint_with_a_float_basis_still_loads_strictly(tmp_path) -> None:
+    """Models saved before the int8 basis (msl-face v1-v7, their training runs) hold "prior.basis" in float."""
+    model = MSLInpainter(MSLConfig(resolution=32, widths=(8, 16), discriminator_widths=(8, 16), prior_components=12,
+                                   prior_size=16, prior_input=False, prior_blend=1 / 32))
+    fitted = random_prior()
+    model.prior.load_fit(fitted.mean, fitted.basis, fitted.variance)
+    model.save_pretrained(tmp_path / "new")
+    legacy = {key: value for key, value in model.state_dict().items() if not key.startswith("prior.basis_")}
+    legacy["prior.basis"] = model.prior.basis.clone()
+    save_safetensors_atomic(legacy, tmp_path / "new" / "model.safetensors")
+    loaded = MSLInpainter.from_pretrained(tmp_path / "new")
+    torch.testing.assert_close(loaded.prior.basis, model.prior.basis)  # codes of a decoded basis: the same codes
+    legacy["prior.stray"] = torch.zeros(1)
+    save_safetensors_atomic(legacy, tmp_path / "new" / "model.safetensors")
+    with pytest.raises(CheckpointError, match="unexpected keys: prior.stray"):
+        MSLInpainter.from_pretrained(tmp_path / "new")

@@ -34,7 +34,12 @@ def model_card_template() -> str:
 
 def load_state_dict_strict(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
     """Load `state_dict` into `model`, raising `CheckpointError` that names every missing, unexpected or
-    mis-shaped key. Tensors are cast to each parameter's dtype (float16 checkpoints load into float32 models)."""
+    mis-shaped key. Tensors are cast to each parameter's dtype (float16 checkpoints load into float32 models). A
+    submodule with an `upgrade_state_dict(state_dict, prefix)` method first rewrites its keys of an older format."""
+    for name, module in model.named_modules():
+        upgrade = getattr(module, "upgrade_state_dict", None)
+        if upgrade is not None:
+            state_dict = upgrade(state_dict, f"{name}." if name else "")
     own = model.state_dict()
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))

@@ -9,7 +9,8 @@ Generator, top to bottom (paper Fig. 1):
 Not in the paper, optional: a gappy-PCA face prior (`models/prior.py`) fitted to the known pixels, either as a second
 input whose face the decoder corrects (`prior_input`), or blended into the fill deep inside the hole (`prior_blend`,
 the shipped msl-face v2); and the mirrored face's detail deep inside a hole on one side of the face
-(`mirror_detail`, `models/symmetry.py`, msl-face v7).
+(`mirror_detail`, `models/symmetry.py`, msl-face v7); and a real eye pair's detail from a bank of training
+faces where a hole hides both eyes (`exemplar_count`, `models/exemplars.py`, msl-face v8).
 The output is always composited: out = mask · pred + (1 − mask) · input.
 """
 
@@ -24,6 +25,7 @@ from torch import nn
 from ..layers import ChannelSemanticLearning, ContextualAttention, GatedConv2d, GatedUpConv2d
 from .discriminator import PatchDiscriminator
 from .base import Inpainter
+from .exemplars import ExemplarBank
 from .prior import FacePrior, transfer_structure
 from .symmetry import transfer_mirror_detail
 from .registry import register_preset
@@ -76,6 +78,12 @@ class MSLConfig:
             side where that is known (a painted-over eye gets the other eye's iris and lids); 0 = off.
         mirror_detail_ramp: Distance into the hole, as a fraction of the frame side, from which the mirror's
             detail is taken whole (nearer the hole's edge its weight falls linearly to 0).
+        exemplar_count: Windows per part in the exemplar bank (`models/exemplars.py`, eqs. 5-6: a real eye pair's
+            detail where the hole hides both eyes), cut by `scripts/fit_exemplar_bank.py`; 0 = no bank.
+        exemplar_detail: σ of the exemplar-detail transfer (eq. 6 of `models/exemplars.py`) as a fraction of the
+            frame side: the detail finer than this comes from the exemplar.
+        exemplar_ramp: Distance into the hole, as a fraction of the frame side, from which the exemplar's detail is
+            taken whole.
     """
 
     resolution: int = 256
@@ -102,6 +110,9 @@ class MSLConfig:
     prior_refiner_fine: bool = False
     mirror_detail: float = 0.0
     mirror_detail_ramp: float = 0.03125
+    exemplar_count: int = 0
+    exemplar_detail: float = 0.015625
+    exemplar_ramp: float = 0.03125
 
     def __post_init__(self) -> None:
         # JSON gives lists back; keep tuples so configs compare and hash the same after a round trip.
@@ -129,6 +140,9 @@ class MSLConfig:
         if not (self.mirror_detail >= 0 and self.mirror_detail_ramp > 0):
             raise ValueError(f"need mirror_detail >= 0 and mirror_detail_ramp > 0, got {self.mirror_detail}, "
                              f"{self.mirror_detail_ramp}")
+        if not (self.exemplar_count >= 0 and self.exemplar_detail > 0 and self.exemplar_ramp > 0):
+            raise ValueError(f"need exemplar_count >= 0, exemplar_detail > 0 and exemplar_ramp > 0, got "
+                             f"{self.exemplar_count}, {self.exemplar_detail}, {self.exemplar_ramp}")
         if self.prior_components and not self.prior_input and not self.prior_blend:
             raise ValueError("a prior that is neither an input (prior_input) nor blended in (prior_blend) is unused")
         if self.resolution % self.size_multiple:
@@ -259,6 +273,7 @@ class MSLInpainter(Inpainter, config_class=MSLConfig, tags=("msl",)):
             if config.prior_components
             else None
         )
+        self.exemplars = ExemplarBank(config.exemplar_count) if config.exemplar_count else None
 
     def build_discriminator(self) -> PatchDiscriminator:
         """The spectral-norm PatchGAN discriminator this generator is trained against."""
@@ -307,6 +322,9 @@ class MSLInpainter(Inpainter, config_class=MSLConfig, tags=("msl",)):
             # hole, the photo around it
             out = transfer_structure(self.composite(image, mask, out), fitted[0], mask, config.prior_blend * side,
                                      config.prior_blend_ramp * side, trust, config.prior_detail)
+        if self.exemplars is not None:  # a real eye pair's detail deep inside the hole (eqs. 5-6, models/exemplars.py)
+            out = self.exemplars.transfer(self.composite(image, mask, out), mask, config.exemplar_detail * side,
+                                          config.exemplar_ramp * side, trust)
         if config.mirror_detail:  # the mirrored face's detail deep inside the hole (eq. 4 of models/symmetry.py)
             out = transfer_mirror_detail(self.composite(image, mask, out), mask, config.mirror_detail * side,
                                          config.mirror_detail_ramp * side, trust)

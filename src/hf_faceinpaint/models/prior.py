@@ -16,7 +16,8 @@ known cells and the PCA's guess into a sharper face on the grid, or with its fin
 side that also reads the known pixels there; it then replaces the PCA's face everywhere the prior is used.
 
 The basis (and the refiner) live in the module, so `save_pretrained` writes them into `model.safetensors` with the
-network they guide.
+network they guide. The basis is stored as int8 codes with one scale per component (`basis_codes`, `basis_scale`:
+a quarter of its float32 size, half of its float16 size); the fit uses the float32 basis decoded from them on load.
 """
 
 from __future__ import annotations
@@ -133,25 +134,42 @@ class FacePrior(nn.Module):
         self.refiner = PriorRefiner(refiner_width, fine=refiner_fine) if refiner_width else None
         pixels = 3 * size * size
         self.register_buffer("mean", torch.zeros(pixels))  # (N,) the mean face μ
-        self.register_buffer("basis", torch.zeros(components, pixels))  # (K, N) orthonormal rows B
+        # (K, N) orthonormal rows B, saved as int8 codes times a scale per row (`quantize_basis`)
+        self.register_buffer("basis_codes", torch.zeros(components, pixels, dtype=torch.int8))
+        self.register_buffer("basis_scale", torch.zeros(components))  # (K,)
         self.register_buffer("variance", torch.ones(components))  # (K,) v_k
-        # B Bᵀ (K, K), derived from the basis: not saved, computed again whenever a basis is loaded
+        # the decoded basis B (K, N) and B Bᵀ (K, K): not saved, computed again whenever a basis is loaded
+        self.register_buffer("basis", torch.zeros(components, pixels), persistent=False)
         self.register_buffer("gram", torch.zeros(components, components), persistent=False)
         self.register_load_state_dict_post_hook(lambda module, incompatible: module.refresh_gram())
 
     @torch.no_grad()
     def refresh_gram(self) -> None:
-        """Compute B Bᵀ from the basis (done by `load_fit` and `load_state_dict`; call it after changing the basis
-        in place any other way)."""
+        """Decode B from its codes and compute B Bᵀ (done by `load_fit` and `load_state_dict`; call it after
+        changing the codes in place any other way)."""
+        self.basis.copy_(self.basis_codes.float() * self.basis_scale.float()[:, None])
         self.gram.copy_(self.basis.float() @ self.basis.float().T)
 
     @torch.no_grad()
     def load_fit(self, mean: torch.Tensor, basis: torch.Tensor, variance: torch.Tensor) -> None:
-        """Set the PCA from `fit_pca` (keeps the first K components)."""
+        """Set the PCA from `fit_pca` (keeps the first K components; the basis is quantized, `quantize_basis`)."""
         self.mean.copy_(mean)
-        self.basis.copy_(basis[: self.components])
+        codes, scale = quantize_basis(basis[: self.components].float())
+        self.basis_codes.copy_(codes)
+        self.basis_scale.copy_(scale)
         self.variance.copy_(variance[: self.components])
         self.refresh_gram()
+
+    @staticmethod
+    def upgrade_state_dict(state_dict: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+        """`state_dict` with a float basis (checkpoints written before the basis was stored as int8: msl-face v1-v7
+        and their training runs) encoded as `basis_codes` and `basis_scale`, so that they still load strictly."""
+        if prefix + "basis" not in state_dict or prefix + "basis_codes" in state_dict:
+            return state_dict
+        state_dict = dict(state_dict)
+        codes, scale = quantize_basis(state_dict.pop(prefix + "basis").float())
+        state_dict[prefix + "basis_codes"], state_dict[prefix + "basis_scale"] = codes, scale
+        return state_dict
 
     def coefficients(self, image: torch.Tensor, known: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Downsample to the grid and solve eq. 1.
@@ -231,6 +249,20 @@ class FacePrior(nn.Module):
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The prior's face for the frame: (B, 3, H, W) in [-1, 1], fitted to the pixels where `mask` is 0."""
         return self.fit(image, mask)[0].to(image.dtype)
+
+
+def quantize_basis(basis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """int8 codes and a scale per row: basis ≈ codes · scale[:, None], the largest |value| of each row at ±127.
+
+    Args:
+        basis: (K, N) float.
+
+    Returns:
+        (codes, scale): (K, N) int8 and (K,) float32.
+    """
+    scale = basis.abs().amax(dim=1).clamp_min(1e-12) / 127.0  # (K,)
+    codes = (basis / scale[:, None]).round().clamp(-127, 127).to(torch.int8)
+    return codes, scale.float()
 
 
 def known_cells(image: torch.Tensor, known: torch.Tensor, side: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -366,14 +398,18 @@ def refiner_fine(path: str | os.PathLike) -> bool:
 
 
 def load_fit_file(prior: FacePrior, path: str | os.PathLike) -> None:
-    """Load a file written by `save_fit` (or by `scripts/train_prior_refiner.py --export`, with a refiner) into
-    `prior`, checking that its grid and component count fit and, strictly, that it holds the refiner `prior` has.
+    """Load a file written by `save_fit` (or by `scripts/train_prior_refiner.py --export`, with a refiner, the basis
+    then as int8 codes) into `prior`, checking that its grid and component count fit and, strictly, that it holds
+    the refiner `prior` has.
 
     Raises:
         CheckpointError: Unreadable, missing or unexpected tensors, or a PCA of another grid or with fewer
             components.
     """
     state = read_state_dict(path, "face prior")
+    if "basis" not in state and {"basis_codes", "basis_scale"} <= set(state):  # a FacePrior's own state dict
+        state = dict(state)
+        state["basis"] = state.pop("basis_codes").float() * state.pop("basis_scale").float()[:, None]
     missing = [key for key in PRIOR_KEYS if key not in state]
     if missing:
         raise CheckpointError(f"face prior file {path} lacks {', '.join(missing)}")

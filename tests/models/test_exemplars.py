@@ -1,0 +1,185 @@
+"""Exemplar detail (`models/exemplars.py`): cutting the bank's windows, eq. 5's search over windows and shifts, eq.
+6's transfer (only the hole's core, damped to the photo's detail level, nothing where the hole misses the part,
+hides too little of it or the frame is not trusted), the strict bank file, and MSL's switch for it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hf_faceinpaint import MSLConfig, MSLInpainter
+from hf_faceinpaint.io import CheckpointError, save_safetensors_atomic
+from hf_faceinpaint.models.exemplars import (
+    BANK_SIDE,
+    MAX_SHIFT,
+    PART_CORES,
+    ExemplarBank,
+    cut_windows,
+    detail_gain,
+    load_bank_file,
+    window_box,
+    window_shape,
+)
+from hf_faceinpaint.models.prior import gaussian_blur
+
+SIDE = 256
+
+
+def random_bank(count: int = 6, seed: int = 0) -> ExemplarBank:
+    """A bank of smooth random grey windows."""
+    generator = torch.Generator().manual_seed(seed)
+    bank = ExemplarBank(count)
+    noise = gaussian_blur(torch.randn(count, 1, *window_shape("eyes"), generator=generator), 1.5)
+    bank.eyes.copy_(((noise / noise.abs().amax() + 1) * 127.5).round().to(torch.uint8))
+    return bank
+
+
+def eyes_hole(batch: int, side: int = SIDE) -> torch.Tensor:
+    """(B, 1, side, side): the evaluation's eyes box."""
+    mask = torch.zeros(batch, 1, side, side)
+    mask[..., round(0.36 * side) : round(0.56 * side), round(0.20 * side) : round(0.80 * side)] = 1
+    return mask
+
+
+def test_windows_are_grey_uint8_cuts_of_the_bank_side() -> None:
+    faces = torch.randint(0, 256, (3, 3, BANK_SIDE, BANK_SIDE), dtype=torch.uint8)
+    windows = cut_windows(faces, "eyes")
+    top, bottom, left, right = window_box("eyes", BANK_SIDE)
+    assert windows.shape == (3, 1, *window_shape("eyes")) and windows.dtype == torch.uint8
+    expected = faces[:, :, top:bottom, left:right].float().mean(dim=1, keepdim=True).round()
+    torch.testing.assert_close(windows.float(), expected)
+    with pytest.raises(ValueError, match="128² frames"):
+        cut_windows(faces[..., :64, :64], "eyes")
+
+
+@pytest.mark.parametrize("mirrored", [False, True])
+@pytest.mark.parametrize("offset", [(0, 0), (2, -4), (-4, 2)])
+def test_eq_5_finds_the_window_and_its_place_under_a_hole(mirrored: bool, offset: tuple[int, int]) -> None:
+    bank = random_bank()
+    windows = bank.windows("eyes", torch.zeros(1))  # (2N, 1, h, w)
+    wanted = 3 + (bank.count if mirrored else 0)
+    height, width = window_shape("eyes")
+    dy, dx = offset
+    # the window seen with a margin of MAX_SHIFT: the wanted window placed at (dy, dx), brightened by 0.2 (eq. 5
+    # ignores a constant), the rest flat
+    around = torch.full((1, 1, height + 2 * MAX_SHIFT, width + 2 * MAX_SHIFT), 0.1)
+    around[..., MAX_SHIFT + dy : MAX_SHIFT + dy + height, MAX_SHIFT + dx : MAX_SHIFT + dx + width] = (
+        windows[wanted] + 0.2)
+    hole = torch.zeros_like(around)
+    hole[..., 14:30, 10:70] = 1  # the fill's pixels count too, more than the known ones
+    index, found = bank.match("eyes", around.clamp(-1, 1.2), hole)
+    assert index.item() == wanted and tuple(found[0].tolist()) == offset
+
+
+def test_eq_6_changes_only_the_holes_core_and_takes_the_exemplars_detail() -> None:
+    bank = random_bank(count=1)
+    generator = torch.Generator().manual_seed(1)
+    filled = gaussian_blur(torch.rand(2, 3, SIDE, SIDE, generator=generator) * 2 - 1, 6.0)  # a soft fill
+    filled[..., :90, :] += 0.05 * torch.randn(2, 3, 90, SIDE, generator=generator)  # the photo's own detail above
+    filled = filled.clamp(-1, 1)
+    mask = eyes_hole(2)
+    out = bank.transfer(filled, mask, sigma=4.0, ramp=8.0)
+    changed = (out - filled).abs().amax(dim=1, keepdim=True) > 1e-6  # (B, 1, S, S)
+    top, bottom, left, right = (round(edge * SIDE) for edge in PART_CORES["eyes"])
+    ramp = round(0.03 * SIDE)
+    assert changed.any() and not (changed & (mask == 0)).any()  # the hole only
+    assert not changed[..., : top - ramp, :].any() and not changed[..., bottom + ramp + 1 :, :].any()  # its core
+    assert changed[..., (top + bottom) // 2, (left + right) // 2].all()
+    # deep inside the core, out = G_σ ∗ x + g · (e − G_σ ∗ e): the fill's detail is the exemplar's, grey (the same
+    # in every channel)
+    inner = (slice(None), slice(None), slice(top + 2, bottom - 8), slice(left + 30, right - 30))  # w = 1 there
+    detail = (out - gaussian_blur(filled, 4.0))[inner]
+    assert (detail[:, 0] - detail[:, 1]).abs().max() < 1e-5 and detail.abs().max() > 0.01
+
+
+def test_eq_6_leaves_frames_alone_that_it_must_not_touch() -> None:
+    bank = random_bank()
+    filled = torch.rand(2, 3, SIDE, SIDE) * 2 - 1
+    mouth = torch.zeros(2, 1, SIDE, SIDE)
+    mouth[..., 170:210, 80:180] = 1  # misses the eyes' window
+    assert torch.equal(bank.transfer(filled, mouth, 4.0, 8.0), filled)
+    assert torch.equal(bank.transfer(filled, eyes_hole(2), 4.0, 8.0, trust=torch.zeros(2)), filled)  # no face
+    assert torch.equal(bank.transfer(filled[..., :200], eyes_hole(2)[..., :200], 4.0, 8.0), filled[..., :200])
+    nose = torch.zeros(2, 1, SIDE, SIDE)
+    nose[..., round(0.45 * SIDE) : round(0.68 * SIDE), round(0.38 * SIDE) : round(0.62 * SIDE)] = 1
+    assert torch.equal(bank.transfer(filled, nose, 4.0, 8.0), filled)  # reaches the eyes' core, hides too little
+    thin = torch.zeros(2, 1, SIDE, SIDE)
+    thin[..., 120, 60:200] = 1  # a one-pixel stroke: never deep enough
+    assert torch.equal(bank.transfer(filled, thin, 4.0, 8.0), filled)
+
+
+def test_the_detail_gain_matches_a_soft_photo_and_never_amplifies() -> None:
+    generator = torch.Generator().manual_seed(2)
+    detail = torch.randn(2, 1, 20, 30, generator=generator)
+    known = torch.ones(2, 1, 20, 30)
+    gain = detail_gain(0.25 * detail, detail, known)
+    torch.testing.assert_close(gain.flatten(), torch.full((2,), 0.25))
+    assert detail_gain(3 * detail, detail, known).eq(1).all()
+    assert detail_gain(0.25 * detail, detail, torch.zeros_like(known)).eq(1).all()  # nothing known: no measure
+
+
+def test_a_bank_file_loads_strictly(tmp_path) -> None:
+    bank, other = random_bank(count=4), ExemplarBank(4)
+    save_safetensors_atomic({"eyes": bank.eyes}, tmp_path / "bank.safetensors")
+    load_bank_file(other, tmp_path / "bank.safetensors")
+    assert torch.equal(other.eyes, bank.eyes)
+    cases = {
+        "more": ({"eyes": bank.eyes, "mouth": bank.eyes.clone()}, "unexpected: mouth"),
+        "count": ({"eyes": bank.eyes[:3]}, r"needs uint8 \(4, 1"),
+        "dtype": ({"eyes": bank.eyes.float()}, "holds torch.float32"),
+    }
+    for name, (state, match) in cases.items():
+        save_safetensors_atomic(state, tmp_path / f"{name}.safetensors")
+        with pytest.raises(CheckpointError, match=match):
+            load_bank_file(ExemplarBank(4), tmp_path / f"{name}.safetensors")
+
+
+def test_msl_with_a_bank_saves_it_as_uint8_and_uses_it(tmp_path) -> None:
+    config = MSLConfig(resolution=SIDE, widths=(4, 8), discriminator_widths=(8, 16), exemplar_count=5)
+    model = MSLInpainter(config).eval()
+    model.exemplars.eyes.copy_(random_bank(count=5).eyes)
+    model.save_pretrained(tmp_path / "m")
+    loaded = MSLInpainter.from_pretrained(tmp_path / "m").eval()
+    assert loaded.exemplars.eyes.dtype == torch.uint8 and torch.equal(loaded.exemplars.eyes, model.exemplars.eyes)
+    image, mask = torch.rand(1, 3, SIDE, SIDE) * 2 - 1, eyes_hole(1)
+    plain = MSLInpainter(config.__class__(**{**config.__dict__, "exemplar_count": 0})).eval()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("exemplars.")})
+    with torch.inference_mode():
+        assert not torch.allclose(loaded(image, mask), plain(image, mask))
+    with pytest.raises(ValueError, match="exemplar_detail > 0"):
+        MSLConfig(exemplar_count=2, exemplar_detail=0.0)
+    with pytest.raises(ValueError, match="at least one window"):
+        ExemplarBank(0)
+
+
+def test_the_bank_script_keeps_typical_windows_only(tmp_path) -> None:
+    """scripts/fit_exemplar_bank.py: four faces sharing a pattern and two with it inverted (an odd eye region); the
+    most typical half are the pattern's, and a draw larger than the kept pool is refused in one line."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "fit_exemplar_bank.py"
+    rng = np.random.default_rng(0)
+    pattern = rng.integers(40, 216, (BANK_SIDE, BANK_SIDE, 3)).astype(float)
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for i in range(6):
+        face = pattern if i < 4 else 255 - pattern
+        noisy = np.clip(face + rng.normal(0, 8, face.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(noisy).save(folder / f"{i}.png")
+    out = tmp_path / "bank.safetensors"
+    done = subprocess.run([sys.executable, str(script), str(folder), str(out), "--count", "3", "--keep", "0.5"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    bank = ExemplarBank(3)
+    load_bank_file(bank, out)
+    typical = cut_windows(torch.from_numpy(pattern.round().astype(np.uint8)).permute(2, 0, 1)[None], "eyes").float()
+    assert ((bank.eyes.float() - typical).abs().mean(dim=(1, 2, 3)) < 12).all()  # none of the inverted two
+    refused = subprocess.run([sys.executable, str(script), str(folder), str(tmp_path / "x.safetensors"), "--count",
+                              "4", "--keep", "0.5"], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "cannot give 4 windows" in refused.stderr
+    assert not (tmp_path / "x.safetensors").exists()
