@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 import torch
 
@@ -49,3 +50,16 @@ def no_shipped_model(monkeypatch: pytest.MonkeyPatch) -> None:
 
     for module in (registry, editor):
         monkeypatch.setattr(module, "shipped_checkpoint", lambda name: None)
+
+
+@pytest.fixture(scope="session")
+def eyes_painted_over() -> tuple[np.ndarray, np.ndarray]:
+    """The bundled 512² portrait and a mask of two 48×30 ellipses over its eyes: with both eyes hidden, the face
+    cascade finds no face there, Telea's fill or not."""
+    from hf_faceinpaint.images import example_image_path, image_array, load_image
+
+    photo = image_array(load_image(example_image_path()))  # (512, 512, 3)
+    rows, cols = np.ogrid[: photo.shape[0], : photo.shape[1]]
+    eyes = [(202, 99), (249, 103)]  # the ellipses' centres (col, row)
+    mask = np.logical_or.reduce([((cols - x) / 24) ** 2 + ((rows - y) / 15) ** 2 <= 1 for x, y in eyes])
+    return photo, mask

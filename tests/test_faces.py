@@ -1,12 +1,21 @@
 """Face framing: the cascade finds the bundled portrait's face (also with its mouth painted over), the frame puts the
-face where training faces have it, and a hole off the face gets no frame."""
+face where training faces have it, a hole off the face gets no frame, and a face whose eyes the hole hides is found
+by completing it (analysis by synthesis), but not made up."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from hf_faceinpaint.faces import FACE_CENTRE, FACE_WIDTH, detect_faces, face_frame, hole_face_frame
+from hf_faceinpaint.faces import (
+    FACE_CENTRE,
+    FACE_WIDTH,
+    HIDDEN_EYES_WIDTHS,
+    detect_faces,
+    face_frame,
+    hidden_face_frame,
+    hole_face_frame,
+)
 from hf_faceinpaint.images import example_image_path, example_mask_path, image_array, load_image, load_mask
 
 # The astronaut's face in the bundled 512² portrait, measured by eye: forehead to chin rows 60-170, cols 175-275.
@@ -60,3 +69,38 @@ def test_a_hole_on_the_face_gets_its_frame_and_a_hole_off_it_none(portrait) -> N
     off_face = np.zeros_like(mask)
     off_face[420:480, 20:80] = True  # the suit's sleeve
     assert hole_face_frame(image, off_face) is None
+
+
+def test_a_face_whose_eyes_the_hole_hides_is_found_by_completing_it(eyes_painted_over) -> None:
+    image, mask = eyes_painted_over
+    assert detect_faces(image, mask) == [] and hole_face_frame(image, mask) is None
+    calls = []
+
+    def the_photo(photo: np.ndarray, hole: np.ndarray, frame: tuple[int, int, int]) -> np.ndarray:
+        """A perfect face drawer: the frame's crop of the unpainted photo (edge-padded where it sticks out)."""
+        calls.append(frame)
+        left, top, side = frame
+        padded = np.pad(image, ((side, side), (side, side), (0, 0)), mode="edge")
+        return padded[top + side : top + 2 * side, left + side : left + 2 * side]
+
+    found = hole_face_frame(image, mask, the_photo)
+    (truth,) = [face_frame(box) for box in detect_faces(image, np.zeros_like(mask))[:1]]
+    assert found is not None and _centre_on_face(found)
+    assert abs(found[2] - truth[2]) <= 0.1 * truth[2]
+    cols = np.flatnonzero(mask.any(axis=0))
+    assert calls[0][2] == round((cols[-1] + 1 - cols[0]) / HIDDEN_EYES_WIDTHS[0])  # the first hypothesis's side
+    assert len(calls) == 2  # the first hypothesis is confirmed, then the frame the cascade saw
+    # a hole that is not a band across the eyes (here the left half of the face) is not taken for one
+    half = np.zeros_like(mask)
+    half[40:200, 150:225] = True
+    assert hidden_face_frame(image, half, the_photo) is None and len(calls) == 2
+
+
+def test_no_face_is_made_up_when_the_drawn_face_is_none(eyes_painted_over) -> None:
+    image, mask = eyes_painted_over
+    white = lambda photo, hole, frame: np.full((frame[2], frame[2], 3), 255, np.uint8)  # noqa: E731 (no eyes)
+    assert hidden_face_frame(image, mask, white) is None
+    noise = np.random.default_rng(0).integers(0, 256, (400, 600, 3), dtype=np.uint8)
+    hole = np.zeros((400, 600), bool)
+    hole[150:200, 200:400] = True
+    assert hole_face_frame(noise, hole, white) is None

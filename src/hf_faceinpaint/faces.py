@@ -6,11 +6,18 @@ larger than the working frame (a portrait, a CelebA-HQ 1024² face) is therefore
 the face is detected (OpenCV's frontal-face Haar cascade, on a copy at most `DETECT_SIDE` pixels on its longer side,
 its hole first filled by Telea so a painted-over mouth or eye does not hide the face) and the crop is placed so
 the detector's box sits where it sits on the training faces.
+
+The cascade keys on the eyes: a hole that hides both of them hides the face from it, Telea's fill or not. Given a
+way to draw a face into a frame (the model's face prior, `pipeline.prior_completion`), such a face is found by
+analysis by synthesis (`hidden_face_frame`): frames are hypothesised from the hole (a hole over both eyes spans
+about their width), each is completed with the prior's face, and a frame counts once the cascade sees a face in
+the completed photo whose own frame agrees with the hypothesis.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -25,6 +32,22 @@ FACE_WIDTH = 0.62
 DETECT_SIDE = 320
 MIN_FACE_FRACTION = 0.08
 CASCADE = "haarcascade_frontalface_alt2.xml"
+# Hypotheses for a face whose eyes the hole hides (`hidden_face_frame`): the hole's width as a share of the frame's
+# side, tried in this order (a stroke or box over both eyes spans about 0.6 of it: the eyes' part box is cols
+# .20-.80), with the hole's centre on the eyes' row of a training frame. Only a hole at least HIDDEN_EYES_ASPECT
+# times as wide as it is tall is taken for one over both eyes (the eyes' box: 3; one eye's: 1.6; half a face: 0.5;
+# the portraits' half-face boxes lost 0.5 dB to frames hypothesised from them).
+HIDDEN_EYES_WIDTHS = (0.6, 0.8, 0.45)
+HIDDEN_EYES_ASPECT = 2.2
+EYES_ROW = 0.46
+# A frame the cascade sees in a completed photo confirms a hypothesis whose centre lies within this share of the
+# hypothesis's side of its own, and whose side is within this factor of it.
+AGREE_CENTRE = 0.15
+AGREE_SIDE = 1.3
+
+# (image (H, W, 3) uint8, mask (H, W) bool, frame (left, top, side)) -> the frame's crop (side, side, 3) uint8 with
+# a face drawn into its hole, or None where no face can be drawn there (the frame does not look like one).
+FaceCompletion = Callable[[np.ndarray, np.ndarray, tuple[int, int, int]], np.ndarray | None]
 
 _cascade: cv2.CascadeClassifier | None = None
 
@@ -72,12 +95,15 @@ def face_frame(face: tuple[int, int, int]) -> tuple[int, int, int]:
             frame)
 
 
-def hole_face_frame(image: np.ndarray, mask: np.ndarray) -> tuple[int, int, int] | None:
+def hole_face_frame(image: np.ndarray, mask: np.ndarray,
+                    complete: FaceCompletion | None = None) -> tuple[int, int, int] | None:
     """The training-style frame of the face the hole covers most of, or None when the hole touches no face.
 
     Args:
         image: (H, W, 3) uint8 RGB.
         mask: (H, W) bool, True = hole.
+        complete: Draws a face into a frame's hole; given, a face the cascade misses because the hole hides its
+            eyes is searched for by `hidden_face_frame`.
 
     Returns:
         (left, top, side) in the photo's pixels (may stick out of the photo), or None.
@@ -87,4 +113,61 @@ def hole_face_frame(image: np.ndarray, mask: np.ndarray) -> tuple[int, int, int]
         count = np.count_nonzero(mask[max(top, 0) : top + side, max(left, 0) : left + side])
         if count > best_count:
             best, best_count = (left, top, side), count
-    return None if best is None else face_frame(best)
+    if best is not None:
+        return face_frame(best)
+    return None if complete is None else hidden_face_frame(image, mask, complete)
+
+
+def hidden_face_frame(image: np.ndarray, mask: np.ndarray,
+                      complete: FaceCompletion) -> tuple[int, int, int] | None:
+    """The frame of a face whose eyes the hole hides, by analysis by synthesis, or None.
+
+    A hole less than `HIDDEN_EYES_ASPECT` times as wide as it is tall gets None. Otherwise each hypothesis of
+    `HIDDEN_EYES_WIDTHS` in turn is completed by `complete`; the first the cascade confirms (`confirmed_frame`) is
+    completed once more in the frame the cascade saw, which is kept when confirmed again (the frame the face prior
+    fits, not the one guessed from the hole).
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        mask: (H, W) bool, True = hole; must contain a hole pixel.
+        complete: Draws a face into a frame's hole.
+
+    Returns:
+        (left, top, side) in the photo's pixels (may stick out of the photo), or None.
+    """
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    width, height = cols[-1] + 1 - cols[0], rows[-1] + 1 - rows[0]
+    if width < HIDDEN_EYES_ASPECT * height:
+        return None
+    centre_x, centre_y = (cols[0] + cols[-1] + 1) / 2, (rows[0] + rows[-1] + 1) / 2
+    for share in HIDDEN_EYES_WIDTHS:
+        side = max(1, round(width / share))
+        guess = (round(centre_x - side / 2), round(centre_y - EYES_ROW * side), side)
+        found = confirmed_frame(image, mask, guess, complete)
+        if found is not None:
+            return confirmed_frame(image, mask, found, complete) or found
+    return None
+
+
+def confirmed_frame(image: np.ndarray, mask: np.ndarray, frame: tuple[int, int, int],
+                    complete: FaceCompletion) -> tuple[int, int, int] | None:
+    """The frame of the most confident face the cascade sees in the photo once `frame`'s hole is completed by
+    `complete` (the rest of the hole by Telea), if it agrees with `frame` (`AGREE_CENTRE`, `AGREE_SIDE`); else None
+    (also when `complete` draws no face there).
+    """
+    height, width = mask.shape
+    left, top, side = frame
+    face = complete(image, mask, frame)  # (side, side, 3) or None
+    if face is None:
+        return None
+    rows, cols = slice(max(top, 0), min(top + side, height)), slice(max(left, 0), min(left + side, width))
+    drawn, rest = image.copy(), mask.copy()
+    inside = mask[rows, cols]
+    drawn[rows, cols][inside] = face[rows.start - top : rows.stop - top, cols.start - left : cols.stop - left][inside]
+    rest[rows, cols] = False
+    for box in detect_faces(drawn, rest):
+        seen = face_frame(box)
+        offset = max(abs(seen[0] + seen[2] / 2 - left - side / 2), abs(seen[1] + seen[2] / 2 - top - side / 2))
+        if offset < AGREE_CENTRE * side and 1 / AGREE_SIDE < seen[2] / side < AGREE_SIDE:
+            return seen
+    return None

@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .faces import hole_face_frame
+from .faces import FaceCompletion, hole_face_frame
 from .images import ImageSource, image_array, load_image, load_mask
 from .io import frames_to_tensor, tensor_to_frames
 from .models.classic import ClassicInpainter
@@ -320,7 +320,7 @@ def inpaint_arrays(model: Inpainter, images: Sequence[np.ndarray], masks: Sequen
     # Holes on a face in a photo the network cannot see whole: first the part of the hole inside the face's
     # training-style frame, completed in that frame (in a view of the photo: filling it fills the photo) ...
     views, view_masks, face_plans, rest, bands = [], [], [], list(masks), {}
-    for i, frame in enumerate(face_frames(results, masks) if face_framing else []):
+    for i, frame in enumerate(face_frames(results, masks, prior_completion(model)) if face_framing else []):
         if frame is None:
             continue
         left, top, side = frame
@@ -373,11 +373,34 @@ def edge_weights(shape: tuple[int, int], frame: tuple[int, int, int]) -> np.ndar
     return np.minimum(distance / band, 1.0).astype(np.float32)
 
 
-def face_frames(images: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> list[tuple[int, int, int] | None]:
-    """The face frame (`faces.hole_face_frame`) of each photo larger than `MAX_WORKING_SIDE` whose hole is on a
-    face; None for the others (they are seen whole or cropped around the hole)."""
-    return [hole_face_frame(image, mask) if max(mask.shape) > MAX_WORKING_SIDE else None
+def face_frames(images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
+                complete: FaceCompletion | None = None) -> list[tuple[int, int, int] | None]:
+    """The face frame (`faces.hole_face_frame`, searched with `complete` where the hole hides the eyes) of each
+    photo larger than `MAX_WORKING_SIDE` whose hole is on a face; None for the others (they are seen whole or
+    cropped around the hole)."""
+    return [hole_face_frame(image, mask, complete) if max(mask.shape) > MAX_WORKING_SIDE else None
             for image, mask in zip(images, masks)]
+
+
+def prior_completion(model: nn.Module) -> FaceCompletion | None:
+    """How `faces.hidden_face_frame` draws a face into a frame with a model's face prior (its fit to the frame's
+    known pixels, on a grid twice the prior's side, in float32; None where the model does not trust the fit, its
+    residual at least the config's `prior_residual_none`), or None for a model without a prior."""
+    prior = getattr(model, "prior", None)
+    if prior is None:
+        return None
+    device, untrusted = prior.mean.device, getattr(model.config, "prior_residual_none", math.inf)
+
+    def draw_face(image: np.ndarray, mask: np.ndarray, frame: tuple[int, int, int]) -> np.ndarray | None:
+        side = 2 * prior.size
+        crop = resize_image(extract_crop(image, frame), side)[None]  # (1, S, S, 3)
+        hole = resize_mask(extract_crop(mask, frame), side)[None, None]  # (1, 1, S, S)
+        with torch.inference_mode():
+            face, residual = prior.fit(frames_to_tensor(crop, device), torch.from_numpy(hole).to(device, torch.float32),
+                                       refine_below=untrusted)
+        return None if residual.item() >= untrusted else resize_image(tensor_to_frames(face)[0], frame[2])
+
+    return draw_face
 
 
 def complete(model: nn.Module, images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
