@@ -1,14 +1,20 @@
 """Cut the exemplar bank (`hf_faceinpaint.models.exemplars`): grey eye-pair windows of training faces.
 
     python scripts/fit_exemplar_bank.py "../shared/data/faces128/train-*.parquet" runs/exemplars.safetensors \
-        [--count 256] [--keep 0.5] [--seed 0]
+        [--count 256] [--keep 0.5] [--max-axis 0.8] [--seed 0]
 
 Every readable face is decoded at the bank's side (128²) and its grey window of each part of `PART_WINDOWS` cut.
-Only typical windows are kept: those whose normalised correlation with the mean window is in the top --keep share
-(this drops the oddest windows: hair or hands over the eyes, closed or turned eyes, badly aligned crops and some of
-the glasses, which make poor detail for somebody else's face; of the shipped 256, about 15 still show glasses). --count of those, drawn at random with --seed, are written as uint8 (their mirror
-images are used at inference, so a bank of N windows offers 2N). Add the file to a model with
-`scripts/export_shipped_model.py CHECKPOINT --exemplars FILE`.
+Only typical, plain windows are kept:
+- typical: their normalised correlation with the mean window is in the top --keep share (this drops the oddest
+  windows: hair or hands over the eyes, closed or turned eyes, badly aligned crops and some of the glasses);
+- plain: their detail on the face's axis, between the eyes, is at most --max-axis of their eyes' detail
+  (`axis_share`: 0.73 for the median face of faces128 train; the bridge and rims of glasses, hair or a turned face
+  raise it; 0.8 is
+  about the 60th percentile of faces128 train). With it, about 6 of the shipped 256 windows show glasses, against
+  about 15 without.
+Windows with glasses make poor detail for somebody else's face: eq. 6 draws their rims. --count of the kept windows,
+drawn at random with --seed, are written as uint8 (their mirror images are used at inference, so a bank of N
+windows offers 2N). Add the file to a model with `scripts/export_shipped_model.py CHECKPOINT --exemplars FILE`.
 """
 
 from __future__ import annotations
@@ -18,10 +24,15 @@ import sys
 import time
 
 import torch
+import torch.nn.functional as F
 
 from hf_faceinpaint.data import DatasetSpecError, FaceStream, open_dataset
 from hf_faceinpaint.io import save_safetensors_atomic
-from hf_faceinpaint.models.exemplars import BANK_SIDE, PART_WINDOWS, cut_windows
+from hf_faceinpaint.models.exemplars import BANK_SIDE, PART_CORES, PART_WINDOWS, cut_windows, window_box
+
+# The columns of the face's vertical axis (the nose bridge between the eyes), fractions of the frame side: plain skin
+# on a bare face; the bridge and rims of glasses, hair or a hand on others.
+AXIS = (0.45, 0.55)
 
 
 def typicality(windows: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -33,6 +44,29 @@ def typicality(windows: dict[str, torch.Tensor]) -> torch.Tensor:
     return flat @ (mean / mean.norm().clamp_min(1e-6))
 
 
+def detail(windows: torch.Tensor) -> torch.Tensor:
+    """(M, 1, h, w) |x − its 3×3 mean|: the detail of grey windows (M, 1, h, w)."""
+    x = windows.float()
+    return (x - F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)).abs()
+
+
+def core_slices(part: str) -> tuple[slice, slice]:
+    """The rows and columns of `part`'s core (`PART_CORES`) in its bank windows."""
+    top, _, left, _ = window_box(part, BANK_SIDE)
+    core_top, core_bottom, core_left, core_right = (round(edge * BANK_SIDE) for edge in PART_CORES[part])
+    return slice(core_top - top, core_bottom - top), slice(core_left - left, core_right - left)
+
+
+def axis_share(windows: torch.Tensor, part: str) -> torch.Tensor:
+    """(M,) the mean detail on the face's axis (`AXIS`) over the mean detail of the core, in the core's rows: 0.73
+    for the median face of faces128 train, above 1 for most windows with glasses."""
+    rows, cols = core_slices(part)
+    _, _, left, _ = window_box(part, BANK_SIDE)
+    axis = slice(round(AXIS[0] * BANK_SIDE) - left, round(AXIS[1] * BANK_SIDE) - left)
+    edges = detail(windows)[:, 0, rows]  # (M, r, w)
+    return edges[:, :, axis].mean(dim=(1, 2)) / edges[:, :, cols].mean(dim=(1, 2)).clamp_min(1e-6)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", help="training faces: Parquet file/glob, image folder, .txt list or Hub id")
@@ -41,12 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random draw of faces (default 0)")
     parser.add_argument("--keep", type=float, default=0.5,
                         help="share of the most typical windows drawn from (default 0.5)")
+    parser.add_argument("--max-axis", type=float, default=0.8,
+                        help="largest detail share on the face's axis, `axis_share` (default 0.8; inf = no limit)")
     args = parser.parse_args(argv)
     if not args.out.endswith(".safetensors"):
         print("error: the output must be a .safetensors file", file=sys.stderr)
         return 2
-    if args.count < 1 or not 0 < args.keep <= 1:
-        print(f"error: need --count >= 1 and 0 < --keep <= 1, got {args.count} and {args.keep}", file=sys.stderr)
+    if args.count < 1 or not 0 < args.keep <= 1 or not args.max_axis > 0:
+        print(f"error: need --count >= 1, 0 < --keep <= 1 and --max-axis > 0, got {args.count}, {args.keep} and "
+              f"{args.max_axis}", file=sys.stderr)
         return 2
     start = time.perf_counter()
     try:
@@ -59,14 +96,17 @@ def main(argv: list[str] | None = None) -> int:
     windows = {part: cut_windows(faces, part) for part in PART_WINDOWS}  # (M, 1, h, w) each
     typical = typicality(windows)  # (M,)
     pool = typical.argsort(descending=True)[: round(args.keep * len(faces))]
+    plain = torch.stack([axis_share(window, part) for part, window in windows.items()]).amax(dim=0)  # (M,)
+    pool = pool[plain[pool] <= args.max_axis]
     if len(pool) < args.count:
-        print(f"error: {len(faces)} readable faces, {len(pool)} of them kept (--keep {args.keep}), cannot give "
-              f"{args.count} windows", file=sys.stderr)
+        print(f"error: {len(faces)} readable faces, {len(pool)} of them kept (--keep {args.keep}, --max-axis "
+              f"{args.max_axis}), cannot give {args.count} windows", file=sys.stderr)
         return 2
     order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(args.seed))[: args.count]
     chosen = pool[order].sort().values
     bank = {part: window[chosen].contiguous() for part, window in windows.items()}
-    metadata = {"faces": str(len(faces)), "seed": str(args.seed), "keep": str(args.keep), "dataset": args.dataset}
+    metadata = {"faces": str(len(faces)), "seed": str(args.seed), "keep": str(args.keep),
+                "max_axis": str(args.max_axis), "dataset": args.dataset}
     save_safetensors_atomic(bank, args.out, metadata=metadata)
     print(f"{args.count} of {len(faces)} faces ({len(pool)} typical) -> {', '.join(PART_WINDOWS)} windows in "
           f"{args.out} in {time.perf_counter() - start:.0f} s")

@@ -4,8 +4,14 @@ hides too little of it or the frame is not trusted), the strict bank file, and M
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from hf_faceinpaint import MSLConfig, MSLInpainter
 from hf_faceinpaint.io import CheckpointError, save_safetensors_atomic
@@ -152,34 +158,64 @@ def test_msl_with_a_bank_saves_it_as_uint8_and_uses_it(tmp_path) -> None:
         ExemplarBank(0)
 
 
-def test_the_bank_script_keeps_typical_windows_only(tmp_path) -> None:
+BANK_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "fit_exemplar_bank.py"
+
+
+def _plain_pattern(rng: np.random.Generator) -> np.ndarray:
+    """(BANK_SIDE, BANK_SIDE, 3) float: random texture, plain skin on the face's axis (cols .45-.55)."""
+    pattern = rng.integers(40, 216, (BANK_SIDE, BANK_SIDE, 3)).astype(float)
+    pattern[:, round(0.45 * BANK_SIDE) : round(0.55 * BANK_SIDE)] = 128.0
+    return pattern
+
+
+def _write_faces(folder: Path, faces: list[np.ndarray], rng: np.random.Generator) -> None:
+    folder.mkdir()
+    for i, face in enumerate(faces):
+        Image.fromarray(np.clip(face + rng.normal(0, 8, face.shape), 0, 255).astype(np.uint8)).save(folder / f"{i}.png")
+
+
+def _bank_script(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(BANK_SCRIPT), *args], capture_output=True, text=True, timeout=120)
+
+
+def test_the_bank_script_keeps_typical_windows_only(tmp_path: Path) -> None:
     """scripts/fit_exemplar_bank.py: four faces sharing a pattern and two with it inverted (an odd eye region); the
     most typical half are the pattern's, and a draw larger than the kept pool is refused in one line."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    import numpy as np
-    from PIL import Image
-
-    script = Path(__file__).resolve().parents[2] / "scripts" / "fit_exemplar_bank.py"
     rng = np.random.default_rng(0)
-    pattern = rng.integers(40, 216, (BANK_SIDE, BANK_SIDE, 3)).astype(float)
-    folder = tmp_path / "faces"
-    folder.mkdir()
-    for i in range(6):
-        face = pattern if i < 4 else 255 - pattern
-        noisy = np.clip(face + rng.normal(0, 8, face.shape), 0, 255).astype(np.uint8)
-        Image.fromarray(noisy).save(folder / f"{i}.png")
+    pattern = _plain_pattern(rng)
+    _write_faces(tmp_path / "faces", [pattern] * 4 + [255 - pattern] * 2, rng)
     out = tmp_path / "bank.safetensors"
-    done = subprocess.run([sys.executable, str(script), str(folder), str(out), "--count", "3", "--keep", "0.5"],
-                          capture_output=True, text=True, timeout=120)
+    done = _bank_script(str(tmp_path / "faces"), str(out), "--count", "3", "--keep", "0.5")
     assert done.returncode == 0, done.stderr
     bank = ExemplarBank(3)
     load_bank_file(bank, out)
     typical = cut_windows(torch.from_numpy(pattern.round().astype(np.uint8)).permute(2, 0, 1)[None], "eyes").float()
     assert ((bank.eyes.float() - typical).abs().mean(dim=(1, 2, 3)) < 12).all()  # none of the inverted two
-    refused = subprocess.run([sys.executable, str(script), str(folder), str(tmp_path / "x.safetensors"), "--count",
-                              "4", "--keep", "0.5"], capture_output=True, text=True, timeout=120)
+    refused = _bank_script(str(tmp_path / "faces"), str(tmp_path / "x.safetensors"), "--count", "4", "--keep", "0.5")
     assert refused.returncode == 2 and "cannot give 4 windows" in refused.stderr
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_the_bank_script_drops_windows_with_detail_between_the_eyes(tmp_path: Path, script_module) -> None:
+    """A bridge of glasses (dark and bright bars on the face's axis, in the eyes' rows) raises `axis_share` over
+    --max-axis, so those faces are not drawn, however typical; --max-axis inf keeps them."""
+    rng = np.random.default_rng(1)
+    pattern = _plain_pattern(rng)
+    bridge = pattern.copy()
+    columns = np.arange(round(0.45 * BANK_SIDE), round(0.55 * BANK_SIDE))
+    bridge[round(0.43 * BANK_SIDE) : round(0.55 * BANK_SIDE), columns] = np.where(columns % 2, 20.0, 235.0)[:, None]
+    windows = cut_windows(torch.from_numpy(np.stack([pattern, bridge]).round().astype(np.uint8)).permute(0, 3, 1, 2),
+                          "eyes")
+    axis_share = script_module("fit_exemplar_bank").axis_share
+    plain, barred = axis_share(windows, "eyes").tolist()
+    assert plain < 0.8 < barred
+    _write_faces(tmp_path / "faces", [pattern] * 3 + [bridge] * 3, rng)
+    out = tmp_path / "bank.safetensors"
+    done = _bank_script(str(tmp_path / "faces"), str(out), "--count", "3", "--keep", "1")
+    assert done.returncode == 0, done.stderr
+    bank = ExemplarBank(3)
+    load_bank_file(bank, out)
+    assert (axis_share(bank.eyes, "eyes") < 0.8).all()  # none of the barred three
+    assert _bank_script(str(tmp_path / "faces"), str(out), "--count", "4", "--keep", "1").returncode == 2
+    assert _bank_script(str(tmp_path / "faces"), str(out), "--count", "6", "--keep", "1", "--max-axis",
+                        "inf").returncode == 0

