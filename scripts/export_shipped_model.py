@@ -16,7 +16,7 @@ msl-face) gets that refiner's weights replaced by a refiner-only file (`scripts/
 `models/symmetry.py`, which has no weights; the defaults are what ships). With `--exemplars`, a bank of eye-pair
 windows (`scripts/fit_exemplar_bank.py`) joins the model as its exemplar detail (`MSLConfig.exemplar_count`, eqs.
 5-6 of `models/exemplars.py`), replacing any bank the checkpoint has (`--no-exemplars` drops it); `--exemplar-detail`
-and `--exemplar-ramp` set that transfer (the defaults are what ships).
+and `--exemplar-ramp` and `--exemplar-contrast` set that transfer (the defaults are what ships).
 
 The input is a `save_pretrained` folder (a run's `final/` holds the EMA generator). The weights are stored in float16
 (the prior's basis as int8 codes, the exemplar windows as uint8) to keep the package small and load back into a
@@ -121,7 +121,8 @@ def export(checkpoint: Path, out: Path, args: argparse.Namespace) -> None:
     for network in (model, reference):  # validated again
         network.config = dataclasses.replace(network.config, mirror_detail=args.mirror_detail,
                                              mirror_detail_ramp=args.mirror_detail_ramp,
-                                             exemplar_detail=args.exemplar_detail, exemplar_ramp=args.exemplar_ramp)
+                                             exemplar_detail=args.exemplar_detail, exemplar_ramp=args.exemplar_ramp,
+                                             exemplar_contrast=args.exemplar_contrast)
     with atomic_path(out) as staging:
         model.half().save_pretrained(staging)
         (staging / "README.md").unlink()  # the shipped card is model_cards/<name>.md
@@ -164,6 +165,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--exemplar-ramp", type=float, default=8 / 256,
                         help="depth into the hole at which the exemplar's detail is taken whole, fraction of the side "
                              "(default 8/256)")
+    parser.add_argument("--exemplar-contrast", type=float, default=0.15,
+                        help="the exemplar's detail only where its window lies this far from its skin, grey in [-1, 1] "
+                             "(default 0.15; 0 = the whole eyes' core, v8 and v9)")
     args = parser.parse_args(argv)
     if args.prior is not None and args.refiner is not None:
         parser.error("--prior brings its own refiner: pass --prior or --refiner, not both")

@@ -1,6 +1,7 @@
 """Exemplar detail (`models/exemplars.py`): cutting the bank's windows, eq. 5's search over windows and shifts, eq.
-6's transfer (only the hole's core, damped to the photo's detail level, nothing where the hole misses the part,
-hides too little of it or the frame is not trusted), the strict bank file, and MSL's switch for it."""
+6's transfer (only the hole's core, damped to the photo's detail level, with a contrast only on the exemplar's eyes
+themselves, nothing where the hole misses the part, hides too little of it or the frame is not trusted), the strict
+bank file, and MSL's switch for it."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from hf_faceinpaint.models.exemplars import (
     ExemplarBank,
     cut_windows,
     detail_gain,
+    feature_region,
     load_bank_file,
     window_box,
     window_shape,
@@ -96,6 +98,49 @@ def test_eq_6_changes_only_the_holes_core_and_takes_the_exemplars_detail() -> No
     inner = (slice(None), slice(None), slice(top + 2, bottom - 8), slice(left + 30, right - 30))  # w = 1 there
     detail = (out - gaussian_blur(filled, 4.0))[inner]
     assert (detail[:, 0] - detail[:, 1]).abs().max() < 1e-5 and detail.abs().max() > 0.01
+
+
+def eye_window(seed: int = 0) -> torch.Tensor:
+    """(1, 1, h, w) grey eye-pair window in [-1, 1]: skin (0.4) with faint wrinkle lines (±0.05) and two dark irises
+    (−0.6) in the eyes' core."""
+    height, width = window_shape("eyes")
+    window = torch.full((1, 1, height, width), 0.4)
+    window[..., 2::4, :] += 0.05 * (torch.rand(width, generator=torch.Generator().manual_seed(seed)) - 0.5) * 2
+    rows, cols = torch.meshgrid(torch.arange(height).float(), torch.arange(width).float(), indexing="ij")
+    for centre in (0.3 * width, 0.7 * width):  # the irises, on the core's middle row
+        window[..., ((rows - 0.6 * height) ** 2 + (cols - centre) ** 2) <= 16] = -0.6
+    return window
+
+
+def test_the_feature_region_is_the_eyes_not_the_skin() -> None:
+    window = eye_window()
+    region = feature_region(window, 0.15)[0, 0]  # (h, w)
+    height, width = region.shape
+    middle = round(0.6 * height)
+    assert region[middle, round(0.3 * width)] > 0.95 and region[middle, round(0.7 * width)] > 0.95
+    assert region[:, round(0.5 * width)].max() < 0.01  # between the eyes: skin and wrinkles only
+    assert region[: round(0.3 * height)].max() < 0.01
+
+
+def test_eq_6_with_a_contrast_takes_the_exemplars_eyes_and_leaves_the_skin_smooth() -> None:
+    bank = ExemplarBank(1)
+    bank.eyes.copy_(((eye_window() + 1) * 127.5).round().to(torch.uint8))
+    generator = torch.Generator().manual_seed(3)
+    filled = (0.4 + 0.08 * torch.randn(1, 3, SIDE, SIDE, generator=generator)).clamp(-1, 1)  # blotchy skin
+    mask = eyes_hole(1)
+    whole, eyes = (bank.transfer(filled, mask, 4.0, 8.0, contrast=contrast) for contrast in (0.0, 0.15))
+    smooth = gaussian_blur(filled, 4.0)
+    top, bottom, left, right = (round(edge * SIDE) for edge in PART_CORES["eyes"])
+    between = (..., slice(top + 2, top + 20), slice(round(0.47 * SIDE), round(0.53 * SIDE)))  # skin, deep in the hole
+    # between the eyes the fill's blotches are gone either way, and with the contrast no wrinkle is drawn there
+    torch.testing.assert_close(eyes[between], smooth[between], atol=1e-4, rtol=0)
+    assert (whole[between] - smooth[between]).abs().max() > 0.01
+    assert torch.equal(eyes * (1 - mask), filled * (1 - mask))
+    # the irises: both draw the exemplar's dark detail
+    core = (..., slice(top, bottom), slice(left, right))
+    assert (eyes - smooth)[core].min() < -0.3 and (whole - smooth)[core].min() < -0.3
+    with pytest.raises(ValueError, match="exemplar_contrast >= 0"):
+        MSLConfig(exemplar_contrast=-0.1)
 
 
 def test_eq_6_leaves_frames_alone_that_it_must_not_touch() -> None:

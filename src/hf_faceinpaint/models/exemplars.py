@@ -12,13 +12,16 @@ and on the fill's layout in the hole alike,
 (y the grey window of x, e_k a bank window or its mirror image, both on a grid `MATCH_STEP` times coarser than the
 bank's, ȳ and ē_k their w-weighted means), then hands the fill its detail finer than σ deep inside the hole:
 
-    out = x + t · w · [g · (e − G_σ ∗ e) − (x − G_σ ∗ x)],                                               (6)
+    out = x + t · w · [g · r · (e − G_σ ∗ e) − (x − G_σ ∗ x)],                                           (6)
 
 with e the chosen window enlarged to the frame and moved to its place, g ≤ 1 the photo's detail level over the
-exemplar's on the window's known pixels (`detail_gain`: a soft photo gets soft eyes), w the hole times a ramp from
-its edge (`hole_depth`) times the part's core (`PART_CORES`, soft-edged) times how much of that core the hole hides
-(`COVER`), and t the face prior's trust in the frame. The fill's low frequencies (the prior's layout, the photo's
-colours and lighting) stay; the iris, the white and the lids come from a real face. It is nearest-neighbour
+exemplar's on the window's known pixels (`detail_gain`: a soft photo gets soft eyes), r the exemplar's own eyes
+(`feature_region`: where it differs from its skin; 1 everywhere without a contrast, as in msl-face v8 and v9), w the
+hole times a ramp from its edge (`hole_depth`) times the part's core (`PART_CORES`, soft-edged) times how much of
+that core the hole hides (`COVER`), and t the face prior's trust in the frame. The fill's low frequencies (the
+prior's layout, the photo's colours and lighting) stay; the iris, the white and the lids come from a real face, and
+with r (msl-face v10) only they: the skin around them is left smooth, without the fill's blocks and without the
+exemplar's wrinkles, bags and blotches. It is nearest-neighbour
 completion (Hays & Efros 2007) restricted to the detail band. The code takes any part of `PART_WINDOWS`; a mouth
 window was measured and left out (mottled grey skin texture around the lips; see the card). The bank is cut by
 `scripts/fit_exemplar_bank.py` and joins a model with `scripts/export_shipped_model.py --exemplars`.
@@ -53,6 +56,7 @@ MIN_KNOWN = 0.1  # the detail gain g of eq. 6 is measured where at least this sh
 # COVER[0] (a nose box reaching the eyes' inner corners, a stroke) the fill keeps its own detail; linear in between.
 COVER = (0.4, 0.6)
 EDGE = 0.03  # the soft edge of a window's weight in eq. 6, fraction of the frame side
+REGION_BORDER = 3  # `feature_region`: a window's skin is the median of its border this many pixels deep
 
 
 def window_box(part: str, side: int) -> tuple[int, int, int, int]:
@@ -91,6 +95,22 @@ def _core(part: str, side: int, edge: float, like: torch.Tensor) -> torch.Tensor
         return (1.0 - torch.maximum(low - position, position - high) / max(edge, 1e-6)).clamp(0.0, 1.0)
 
     return (ramp(top, bottom)[:, None] * ramp(left, right)[None, :])[None, None]
+
+
+def feature_region(windows: torch.Tensor, contrast: float) -> torch.Tensor:
+    """r of eq. 6: (N, 1, h, w) in [0, 1], where grey windows (N, 1, h, w) in [-1, 1] show the part itself (iris,
+    white, lids, lashes) rather than skin.
+
+    The skin is each window's median over its border (`REGION_BORDER` pixels deep); a pixel that, a little blurred,
+    lies at least `contrast` from it is 1 from twice that, linear in between. Skin texture (wrinkles, bags under the
+    eyes, blotches, JPEG blocks) stays below it; an iris, a lid line, lashes and the white of an eye do not.
+    """
+    b = REGION_BORDER
+    border = torch.cat([windows[..., :b, :].flatten(1), windows[..., -b:, :].flatten(1),
+                        windows[..., b:-b, :b].flatten(1), windows[..., b:-b, -b:].flatten(1)], dim=1)
+    skin = border.median(dim=1).values.view(-1, 1, 1, 1)  # (N, 1, 1, 1)
+    distance = gaussian_blur((windows - skin).abs(), 1.0)
+    return gaussian_blur(((distance - contrast) / contrast).clamp(0.0, 1.0), 1.5)
 
 
 def detail_gain(own: torch.Tensor, detail: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
@@ -166,7 +186,7 @@ class ExemplarBank(nn.Module):
         return best % bank.shape[0], offset
 
     def transfer(self, filled: torch.Tensor, mask: torch.Tensor, sigma: float, ramp: float,
-                 trust: torch.Tensor | None = None) -> torch.Tensor:
+                 trust: torch.Tensor | None = None, contrast: float = 0.0) -> torch.Tensor:
         """Eqs. 5-6 for each part whose window the hole reaches deeper than one pixel.
 
         Computed in float32 without autocast; returned in `filled`'s dtype.
@@ -177,6 +197,7 @@ class ExemplarBank(nn.Module):
             sigma: σ of G in pixels: detail finer than this comes from the exemplar.
             ramp: Distance into the hole, in pixels, from which the exemplar's detail is taken whole.
             trust: (B,) the face prior's trust in the frame being an aligned face; None = 1.
+            contrast: r of eq. 6 (`feature_region`) from this contrast; 0 = r = 1 (the whole core).
 
         Returns:
             (B, 3, S, S).
@@ -210,14 +231,21 @@ class ExemplarBank(nn.Module):
                 around = F.interpolate(around, size=(shape[0] + 2 * MAX_SHIFT, shape[1] + 2 * MAX_SHIFT), mode="area")
                 index, offset = self.match(part, around[:, :1], around[:, 1:])
                 crop = x[..., top:bottom, left:right]  # (B, 3, H_w, W_w)
-                chosen = F.interpolate(self.windows(part, x)[index], size=crop.shape[-2:], mode="bicubic",
-                                       align_corners=False)  # (B, 1, H_w, W_w)
-                detail = chosen - gaussian_blur(chosen, sigma)  # the exemplar's detail, moved to its best place
-                detail = torch.stack([shift(d, round(float(dy) * scale), round(float(dx) * scale))
-                                      for d, (dy, dx) in zip(detail, offset.tolist())])
+                windows = self.windows(part, x)[index]  # (B, 1, h, w)
+                if contrast:
+                    windows = torch.cat([windows, feature_region(windows, contrast)], dim=1)  # (B, 2, h, w)
+                chosen = F.interpolate(windows, size=crop.shape[-2:], mode="bicubic",
+                                       align_corners=False)  # (B, 1 or 2, H_w, W_w)
+                detail = chosen[:, :1] - gaussian_blur(chosen[:, :1], sigma)  # the exemplar's detail
+                moved = torch.cat([detail, chosen[:, 1:]], dim=1)  # moved to its best place, with its region
+                moved = torch.stack([shift(d, round(float(dy) * scale), round(float(dx) * scale))
+                                     for d, (dy, dx) in zip(moved, offset.tolist())])
+                detail, region = moved[:, :1], moved[:, 1:].clamp(0.0, 1.0)
                 own = crop - gaussian_blur(crop, sigma)  # (B, 3, H_w, W_w): the fill's
                 detail = detail * detail_gain(own.mean(dim=1, keepdim=True), detail, 1.0 - hole[..., top:bottom,
                                                                                                   left:right])
+                if contrast:  # only the exemplar's eyes themselves (r of eq. 6)
+                    detail = detail * region
                 weight = reach * core[..., top:bottom, left:right]
                 x = x.clone()
                 x[..., top:bottom, left:right] = crop + weight * (detail - own)

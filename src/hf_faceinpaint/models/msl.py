@@ -84,6 +84,10 @@ class MSLConfig:
             frame side: the detail finer than this comes from the exemplar.
         exemplar_ramp: Distance into the hole, as a fraction of the frame side, from which the exemplar's detail is
             taken whole.
+        exemplar_contrast: The exemplar's detail is taken only on its eyes themselves (r of eq. 6,
+            `exemplars.feature_region`): where its grey window lies at least this far from its skin (in [-1, 1];
+            wholly from twice this), so the skin around them is left smooth; 0 = everywhere in the eyes' core
+            (msl-face v8 and v9).
     """
 
     resolution: int = 256
@@ -113,6 +117,7 @@ class MSLConfig:
     exemplar_count: int = 0
     exemplar_detail: float = 0.015625
     exemplar_ramp: float = 0.03125
+    exemplar_contrast: float = 0.0
 
     def __post_init__(self) -> None:
         # JSON gives lists back; keep tuples so configs compare and hash the same after a round trip.
@@ -140,9 +145,11 @@ class MSLConfig:
         if not (self.mirror_detail >= 0 and self.mirror_detail_ramp > 0):
             raise ValueError(f"need mirror_detail >= 0 and mirror_detail_ramp > 0, got {self.mirror_detail}, "
                              f"{self.mirror_detail_ramp}")
-        if not (self.exemplar_count >= 0 and self.exemplar_detail > 0 and self.exemplar_ramp > 0):
-            raise ValueError(f"need exemplar_count >= 0, exemplar_detail > 0 and exemplar_ramp > 0, got "
-                             f"{self.exemplar_count}, {self.exemplar_detail}, {self.exemplar_ramp}")
+        exemplars = self.exemplar_count >= 0 and self.exemplar_detail > 0 and self.exemplar_ramp > 0
+        if not (exemplars and self.exemplar_contrast >= 0):
+            raise ValueError(f"need exemplar_count >= 0, exemplar_detail > 0, exemplar_ramp > 0 and exemplar_contrast "
+                             f">= 0, got {self.exemplar_count}, {self.exemplar_detail}, {self.exemplar_ramp}, "
+                             f"{self.exemplar_contrast}")
         if self.prior_components and not self.prior_input and not self.prior_blend:
             raise ValueError("a prior that is neither an input (prior_input) nor blended in (prior_blend) is unused")
         if self.resolution % self.size_multiple:
@@ -324,7 +331,7 @@ class MSLInpainter(Inpainter, config_class=MSLConfig, tags=("msl",)):
                                      config.prior_blend_ramp * side, trust, config.prior_detail)
         if self.exemplars is not None:  # a real eye pair's detail deep inside the hole (eqs. 5-6, models/exemplars.py)
             out = self.exemplars.transfer(self.composite(image, mask, out), mask, config.exemplar_detail * side,
-                                          config.exemplar_ramp * side, trust)
+                                          config.exemplar_ramp * side, trust, config.exemplar_contrast)
         if config.mirror_detail:  # the mirrored face's detail deep inside the hole (eq. 4 of models/symmetry.py)
             out = transfer_mirror_detail(self.composite(image, mask, out), mask, config.mirror_detail * side,
                                          config.mirror_detail_ramp * side, trust)
