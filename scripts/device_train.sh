@@ -9,6 +9,9 @@
 #                            src/hf_faceinpaint/weights/msl-face --refiner refiner.safetensors --out DIR makes the model
 #   refiner-log.csv          step, hole L1, L1, adversarial, discriminator, perceptual, style, faces/s, feature matching,
 #                            local adversarial
+# With FINE_BLOCKS=N the refiner gets N residual blocks at its fine level, trained alone (the face on the grid stays
+# INIT's) with a local discriminator on the eyes and the mouth and half the holes over them: the CPU run of
+# 2026-12-06 (the model card's "Approaches that did not ship"), at a GPU's scale.
 #
 # TARGET=network: train msl-face's network (preset msl-prior-128) with `accelerate launch` on every GPU found, in bf16,
 # and leave in $OUT:
@@ -18,7 +21,7 @@
 #   samples.png              the last sample grid (masked input / output / ground truth)
 #   gpu.json                 GPU, batch, preset, img/s, step time, peak memory, TFLOP/s and its share of the bf16 peak
 #
-#   PACK=.devicepack OUT=/path TRAIN_MINUTES=8 [TARGET=refiner|network] [INIT=DIR] [INIT_D=FILE] [BATCH=256]
+#   PACK=.devicepack OUT=/path TRAIN_MINUTES=8 [TARGET=refiner|network] [INIT=DIR] [INIT_D=FILE] [BATCH=256] [FINE_BLOCKS=4]
 #       [W_ADV=0.01] bash scripts/device_train.sh
 #   PACK=DIR OUT=DIR DRY_RUN=1 bash scripts/device_train.sh     # the same path on the CPU: a few small steps
 #
@@ -36,6 +39,7 @@ INIT=${INIT:-}
 INIT_D=${INIT_D:-}
 W_ADV=${W_ADV:-0.01}
 TARGET=${TARGET:-refiner}
+FINE_BLOCKS=${FINE_BLOCKS:-0}
 PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
 RUN=${RUN:-runs/device}
 
@@ -66,7 +70,8 @@ if [ "$TARGET" = refiner ]; then
     fi
     "$PYTHON" scripts/train_prior_refiner.py "$PACK/train-*.parquet" "$RUN" --prior "${INIT:-msl-face}" --fine \
         --warm-start --hole-weight 3 --lowpass 4 --adv-weight 1 --d-lr 4e-4 --perceptual-weight 0.25 \
-        --vgg-weights "$PACK/vgg16-pool3.safetensors" --export-refiner "$OUT/refiner.safetensors" "${shape[@]}"
+        --vgg-weights "$PACK/vgg16-pool3.safetensors" --export-refiner "$OUT/refiner.safetensors" "${shape[@]}" \
+        $([ "$FINE_BLOCKS" = 0 ] || echo --fine-blocks "$FINE_BLOCKS" --freeze-coarse --local-weight 1 --part-share 0.5)
     cp "$RUN/log.csv" "$OUT/refiner-log.csv"
     exit 0
 elif [ "$TARGET" != network ]; then

@@ -37,7 +37,8 @@ import torch
 from hf_faceinpaint.io import atomic_path
 from hf_faceinpaint.models.hub import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, read_state_dict
 from hf_faceinpaint.models.exemplars import load_bank_file
-from hf_faceinpaint.models.prior import load_fit_file, load_refiner_file, refiner_fine, refiner_width
+from hf_faceinpaint.models.prior import (load_fit_file, load_refiner_file, refiner_fine, refiner_fine_blocks,
+                                         refiner_width)
 from hf_faceinpaint.models.registry import load_pretrained
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "src" / "hf_faceinpaint" / "weights" / "msl-face"
@@ -62,6 +63,7 @@ def with_prior(model: torch.nn.Module, args: argparse.Namespace) -> torch.nn.Mod
         model.config, prior_components=args.prior_components, prior_ridge=args.prior_ridge, prior_input=False,
         prior_blend=args.prior_blend, prior_blend_ramp=args.prior_blend_ramp, prior_detail=args.prior_detail,
         prior_refiner_width=refiner_width(args.prior), prior_refiner_fine=refiner_fine(args.prior),
+        prior_refiner_fine_blocks=refiner_fine_blocks(args.prior),
     )
     combined = type(model)(config)
     result = combined.load_state_dict(model.state_dict(), strict=False)
@@ -75,10 +77,19 @@ def with_prior(model: torch.nn.Module, args: argparse.Namespace) -> torch.nn.Mod
 
 
 def with_refiner(model: torch.nn.Module, path: Path) -> torch.nn.Module:
-    """`model` (with a face prior and its refiner) with the refiner's weights of the file `path`."""
+    """`model` (with a face prior and its refiner) with the refiner of the file `path`, which may have another
+    number of residual blocks at its fine level (the config follows the file)."""
     if getattr(model, "prior", None) is None:
         sys.exit("error: --refiner: the checkpoint has no face prior")
     try:
+        blocks = refiner_fine_blocks(path)
+        if blocks != model.config.prior_refiner_fine_blocks:
+            combined = type(model)(dataclasses.replace(model.config, prior_refiner_fine_blocks=blocks))
+            state = {key: value for key, value in model.state_dict().items() if not key.startswith("prior.refiner.")}
+            result = combined.load_state_dict(state, strict=False)
+            if result.unexpected_keys or any(not key.startswith("prior.refiner.") for key in result.missing_keys):
+                sys.exit(f"error: the network does not fit its own config: {result}")
+            model = combined
         load_refiner_file(model.prior, path)
     except CheckpointError as err:
         sys.exit(f"error: {err}")
@@ -142,7 +153,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--prior", type=Path, help="a fitted face prior (scripts/fit_face_prior.py) to add")
     parser.add_argument("--refiner", type=Path,
                         help="a refiner-only file (train_prior_refiner.py --export-refiner) to replace the prior's "
-                             "refiner of a checkpoint that has one")
+                             "refiner of a checkpoint that has one (its fine level's blocks may differ)")
     parser.add_argument("--prior-components", type=int, default=200, help="its components to keep (default 200)")
     parser.add_argument("--prior-ridge", type=float, default=5.0, help="ridge weight of its fit (default 5)")
     parser.add_argument("--prior-blend", type=float, default=1.5 / 256,

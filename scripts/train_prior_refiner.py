@@ -26,8 +26,10 @@ latest` continues from it. `--export FILE` writes the PCA and the EMA refiner in
 `scripts/export_shipped_model.py --prior FILE`; `--export-refiner FILE` writes the EMA refiner alone in float16 (what
 a GPU window sends back: `scripts/device_train.sh`), for `scripts/export_shipped_model.py --refiner FILE`.
 `--warm-start` begins from `--prior`'s own refiner (with `--fine`, its fine level starts as an upsampling of that
-refiner's face). `--workers N` draws the batches (augmentation and masks) in N processes, in step order, so a run
-draws the same batches whatever N is; `--minutes` ends a run (with a checkpoint) after that much training time.
+refiner's face; with `--fine-blocks N`, N residual blocks at the fine level, new ones starting as the identity, and
+with `--freeze-coarse` only the fine level learns: the face on the grid, and its BatchNorm statistics, stay).
+`--workers N` draws the batches (augmentation and masks) in N processes, in step order, so a run draws the same
+batches whatever N is; `--minutes` ends a run (with a checkpoint) after that much training time.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ from hf_faceinpaint.losses import (PerceptualStyleLoss, discriminator_loss, feat
 from hf_faceinpaint.masks import face_mix_mask, part_mask
 from hf_faceinpaint.models.discriminator import PatchDiscriminator
 from hf_faceinpaint.models.hub import CheckpointError, read_state_dict, save_safetensors_atomic
-from hf_faceinpaint.models.prior import FacePrior, known_cells, load_fit_file, refiner_fine, refiner_width
+from hf_faceinpaint.models.prior import (FacePrior, known_cells, load_fit_file, refiner_fine, refiner_fine_blocks,
+                                         refiner_width)
 from hf_faceinpaint.models.registry import load_model
 from hf_faceinpaint.models.vgg import load_vgg16
 from hf_faceinpaint.pipeline import emulated_bf16_warning
@@ -78,6 +81,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ridge", type=float, default=5.0, help="ridge weight, with a file --prior")
     parser.add_argument("--width", type=int, default=32, help="the refiner's first-level channels")
     parser.add_argument("--fine", action="store_true", help="give the refiner its level at twice the grid's side")
+    parser.add_argument("--fine-blocks", type=int, default=0,
+                        help="residual blocks at the fine level (with --fine; new ones start as the identity)")
+    parser.add_argument("--freeze-coarse", action="store_true",
+                        help="train the fine level alone (with --fine): the face on the grid stays --prior's")
     parser.add_argument("--warm-start", action="store_true",
                         help="start from --prior's refiner (of the same --width) instead of a fresh one")
     parser.add_argument("--steps", type=int, default=6000, help="total steps (a resumed run continues to it)")
@@ -146,6 +153,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             parser.error(f"{option} needs a .safetensors file")
     if not 0.0 <= args.part_share <= 1.0:
         parser.error(f"--part-share must be in [0, 1], got {args.part_share}")
+    if (args.fine_blocks or args.freeze_coarse) and not args.fine:
+        parser.error("--fine-blocks and --freeze-coarse need --fine")
     if args.workers < 0 or args.minutes < 0:
         parser.error("--workers and --minutes must not be negative")
     return args
@@ -156,7 +165,8 @@ def build_prior(args: argparse.Namespace) -> FacePrior:
     if str(args.prior).endswith(".safetensors"):
         try:
             size = math.isqrt(read_state_dict(args.prior, "face prior")["mean"].numel() // 3)  # an RGB size² grid
-            pca = FacePrior(size, args.components, args.ridge, refiner_width(args.prior), refiner_fine(args.prior))
+            pca = FacePrior(size, args.components, args.ridge, refiner_width(args.prior), refiner_fine(args.prior),
+                            refiner_fine_blocks(args.prior))
             load_fit_file(pca, args.prior)
         except (CheckpointError, KeyError) as err:
             raise SystemExit(f"error: {args.prior} is not a face prior file: {err}") from err
@@ -164,7 +174,8 @@ def build_prior(args: argparse.Namespace) -> FacePrior:
         pca = load_model(args.prior).prior
         if pca is None:
             raise SystemExit(f"error: model {args.prior} has no face prior")
-    prior = FacePrior(pca.size, pca.components, pca.ridge, refiner_width=args.width, refiner_fine=args.fine)
+    prior = FacePrior(pca.size, pca.components, pca.ridge, refiner_width=args.width, refiner_fine=args.fine,
+                      refiner_fine_blocks=args.fine_blocks)
     prior.load_fit(pca.mean.float(), pca.basis.float(), pca.variance.float())
     if args.warm_start:
         if pca.refiner is None:
@@ -179,7 +190,10 @@ def build_prior(args: argparse.Namespace) -> FacePrior:
             raise SystemExit(f"error: --warm-start: {args.prior}'s refiner does not fit this one: missing {new[:3]}, "
                              f"unexpected {result.unexpected_keys[:3]}")
     prior.requires_grad_(False)
-    prior.refiner.requires_grad_(True)
+    refiner = prior.refiner
+    trained = (refiner.fine, refiner.fine_head) if args.freeze_coarse else (refiner,)
+    for module in trained:
+        module.requires_grad_(True)
     return prior
 
 
@@ -283,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     # the local discriminator (--local-weight): trained with the patch discriminator, by the same optimizer
     local_d = (PatchDiscriminator(in_channels=4, widths=(64, 128, 256), spectral_norm=False).to(device)
                if args.local_weight else None)
-    opt_g = torch.optim.Adam(refiner.parameters(), lr=args.lr, betas=(0.5, 0.999))
+    opt_g = torch.optim.Adam([p for p in refiner.parameters() if p.requires_grad], lr=args.lr, betas=(0.5, 0.999))
     d_params = list(discriminator.parameters()) + ([] if local_d is None else list(local_d.parameters()))
     opt_d = torch.optim.Adam(d_params, lr=args.d_lr or args.lr, betas=(0.5, 0.999))
     ema = copy.deepcopy(refiner).requires_grad_(False)
@@ -325,6 +339,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(faces)} faces loaded in {time.perf_counter() - start:.0f} s")
     log = open(args.out / "log.csv", "a")
     refiner.train()
+    if args.freeze_coarse:  # its BatchNorm statistics stay as well
+        for name, module in refiner.named_children():
+            if name not in ("fine", "fine_head"):
+                module.eval()
     autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)  # noqa: E731
     batches = DataLoader(Batches(faces, args.seed, step, args.steps, args.batch_size, args.part_share),
                          batch_size=None,

@@ -25,6 +25,7 @@ from hf_faceinpaint.models.prior import (
     load_refiner_file,
     quantize_basis,
     refiner_fine,
+    refiner_fine_blocks,
     refiner_width,
     save_fit,
     transfer_structure,
@@ -32,14 +33,14 @@ from hf_faceinpaint.models.prior import (
 
 
 def random_prior(size: int = 16, components: int = 12, ridge: float = 0.5, seed: int = 0,
-                 refiner_width: int = 0, refiner_fine: bool = False) -> FacePrior:
+                 refiner_width: int = 0, refiner_fine: bool = False, refiner_fine_blocks: int = 0) -> FacePrior:
     """A prior fitted by `fit_pca` on random low-rank "faces" (orthonormal basis, decreasing variances)."""
     generator = torch.Generator().manual_seed(seed)
     pixels = 3 * size * size
     directions = torch.linalg.qr(torch.randn(pixels, components, generator=generator))[0]  # (N, K)
     scales = torch.linspace(0.3, 0.05, components)
     faces = (torch.randn(200, components, generator=generator) * scales) @ directions.T  # (M, N)
-    prior = FacePrior(size, components, ridge, refiner_width, refiner_fine)
+    prior = FacePrior(size, components, ridge, refiner_width, refiner_fine, refiner_fine_blocks)
     prior.load_fit(*fit_pca(faces.view(-1, 3, size, size).clamp(-1, 1), components, mirror=False))
     return prior
 
@@ -239,6 +240,36 @@ def test_a_fine_refiner_starts_as_its_grid_face_upsampled_and_draws_on_the_finer
         fine.refiner(cells, share, guess)
     with pytest.raises(ValueError, match="refiner_fine needs a refiner"):
         FacePrior(16, 12, 0.5, refiner_fine=True)
+
+
+def test_fine_blocks_start_as_the_identity_and_are_read_from_a_file_strictly(tmp_path) -> None:
+    torch.manual_seed(0)
+    plain = random_prior(refiner_width=4, refiner_fine=True).eval()
+    torch.nn.init.normal_(plain.refiner.fine_head.weight, std=0.1)  # a fine level that draws something
+    blocks = random_prior(refiner_width=4, refiner_fine=True, refiner_fine_blocks=3).eval()
+    result = blocks.refiner.load_state_dict(plain.refiner.state_dict(), strict=False)  # a warm start
+    assert result.unexpected_keys == [] and result.missing_keys
+    assert all(key.startswith(("fine.2.", "fine.3.", "fine.4.")) for key in result.missing_keys)
+    image, mask = torch.rand(2, 3, 64, 64) * 2 - 1, box_masks(2, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(blocks.fit(image, mask)[0], plain.fit(image, mask)[0])  # new blocks: identity
+        for block in blocks.refiner.fine[2:]:
+            torch.nn.init.normal_(block.body[-1].weight, std=0.1)
+        assert (blocks.fit(image, mask)[0] - plain.fit(image, mask)[0]).abs().mean() > 1e-3
+    files = {count: tmp_path / f"blocks{count}.safetensors" for count in (0, 3)}
+    for count, prior in ((0, plain), (3, blocks)):
+        save_safetensors_atomic({k: v.contiguous() for k, v in prior.state_dict().items()}, files[count])
+        assert refiner_fine_blocks(files[count]) == count
+    load_fit_file(FacePrior(16, 12, 0.5, refiner_width=4, refiner_fine=True, refiner_fine_blocks=3), files[3])
+    with pytest.raises(CheckpointError, match="refiner keys missing or unexpected: fine.2"):
+        load_fit_file(FacePrior(16, 12, 0.5, refiner_width=4, refiner_fine=True), files[3])
+    with pytest.raises(ValueError, match="fine_blocks needs the fine level"):
+        FacePrior(16, 12, 0.5, refiner_width=4, refiner_fine_blocks=2)
+    with pytest.raises(ValueError, match="prior_refiner_fine_blocks"):
+        blended_config(prior_refiner_width=4, prior_refiner_fine_blocks=2)
+    model = MSLInpainter(blended_config(prior_refiner_width=4, prior_refiner_fine=True, prior_refiner_fine_blocks=2))
+    model.save_pretrained(tmp_path / "model")
+    assert load_pretrained(tmp_path / "model").config.prior_refiner_fine_blocks == 2
 
 
 def test_a_prior_file_carries_its_refiner_strictly(tmp_path) -> None:

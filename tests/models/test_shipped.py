@@ -90,6 +90,18 @@ def test_the_export_script_swaps_in_a_refiner_file(folder: Path, tmp_path: Path)
                                    msg=key)
     configs = [json.loads((path / "config.json").read_text()) for path in (tmp_path / "out", folder)]
     assert configs[0] == configs[1]
+    # a refiner with residual blocks at its fine level (train_prior_refiner.py --fine-blocks): the config follows it
+    from hf_faceinpaint.models.prior import PriorRefiner
+
+    blocks = PriorRefiner(shipped.config.prior_refiner_width, fine=True, fine_blocks=1)
+    assert blocks.load_state_dict(shipped.prior.refiner.state_dict(), strict=False).unexpected_keys == []
+    save_safetensors_atomic({f"refiner.{key}": value.half() if value.is_floating_point() else value
+                             for key, value in blocks.state_dict().items()}, tmp_path / "blocks.safetensors")
+    done = subprocess.run([sys.executable, str(EXPORT_SCRIPT), str(folder), "--refiner",
+                           str(tmp_path / "blocks.safetensors"), "--out", str(tmp_path / "blocks")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert load_pretrained(tmp_path / "blocks").config.prior_refiner_fine_blocks == 1  # loaded strictly
     both = subprocess.run([sys.executable, str(EXPORT_SCRIPT), str(folder), "--refiner", "r.safetensors", "--prior",
                            "p.safetensors"], capture_output=True, text=True, timeout=60)
     assert both.returncode == 2 and "--prior or --refiner, not both" in both.stderr

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from hf_faceinpaint.models.prior import load_refiner_file
+from hf_faceinpaint.models.prior import load_refiner_file, refiner_fine_blocks
 from hf_faceinpaint.models.registry import load_pretrained
 
 pytestmark = pytest.mark.slow  # packing and the dry run take 40 s on 2 cores
@@ -88,6 +88,10 @@ def test_dry_run_of_the_refiner_leaves_a_refiner_the_shipped_model_takes(tmp_pat
     assert (out / "refiner.safetensors").stat().st_size < 16 * 2**20  # what a device run can send back
     model = load_pretrained(ROOT / "src" / "hf_faceinpaint" / "weights" / "msl-face")
     load_refiner_file(model.prior, out / "refiner.safetensors")  # strict
+    blocks = subprocess.run(["bash", "scripts/device_train.sh"], cwd=ROOT, env={**env, "FINE_BLOCKS": "2"},
+                            capture_output=True, text=True)
+    assert blocks.returncode == 0, blocks.stderr[-3000:]
+    assert refiner_fine_blocks(out / "refiner.safetensors") == 2  # export_shipped_model.py --refiner takes it
     wrong = subprocess.run(["bash", "scripts/device_train.sh"], cwd=ROOT, env={**env, "TARGET": "both"},
                            capture_output=True, text=True)
     assert wrong.returncode == 2 and "TARGET must be refiner or network" in wrong.stderr

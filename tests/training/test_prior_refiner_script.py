@@ -20,9 +20,11 @@ from hf_faceinpaint.models.prior import (
     load_fit_file,
     load_refiner_file,
     refiner_fine,
+    refiner_fine_blocks,
     refiner_width,
     save_fit,
 )
+from hf_faceinpaint.models.hub import read_state_dict
 from hf_faceinpaint.pipeline import bf16_is_fast
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,6 +33,12 @@ SCRIPT = ROOT / "scripts" / "train_prior_refiner.py"
 
 def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300)
+
+
+def load_refiner_file_state(path: Path) -> dict[str, torch.Tensor]:
+    """The refiner's tensors of a prior file, without their "refiner." prefix."""
+    return {key.removeprefix("refiner."): value for key, value in read_state_dict(path, "prior").items()
+            if key.startswith("refiner.")}
 
 
 def noise_faces_and_pca(tmp_path: Path, count: int, seed: int) -> tuple[Path, Path]:
@@ -87,6 +95,20 @@ def test_train_resume_and_export(tmp_path: Path) -> None:
     assert run(*fine, "--export", str(fine_file)).returncode == 0
     assert refiner_fine(fine_file) and not refiner_fine(exported)
     load_fit_file(FacePrior(16, 8, 5.0, refiner_width=4, refiner_fine=True), fine_file)
+    # blocks added at the fine level of that refiner, trained alone: the grid levels stay as they were
+    blocks = [str(faces), str(tmp_path / "blocks"), "--prior", str(fine_file), "--components", "8", "--width", "4",
+              "--batch-size", "2", "--fine", "--warm-start", "--fine-blocks", "2", "--freeze-coarse"]
+    assert run(*blocks, "--steps", "2", "--export", "x.safetensors").returncode != 0  # nothing to export yet
+    trained = run(*blocks, "--steps", "2", "--export-refiner", str(tmp_path / "blocks.safetensors"))
+    assert trained.returncode == 0, trained.stderr
+    start, end = load_refiner_file_state(fine_file), torch.load(tmp_path / "blocks" / "checkpoint.pt",
+                                                                weights_only=True)["refiner"]
+    for key in ("head.weight", "stem.1.running_mean", "middle.0.body.0.weight"):  # frozen, BatchNorm too
+        torch.testing.assert_close(end[key], start[key], msg=key)
+    assert end["fine.3.body.3.weight"].any() and (end["fine_head.weight"] != start["fine_head.weight"]).any()
+    assert refiner_fine_blocks(tmp_path / "blocks.safetensors") == 2
+    refused = run(*blocks[:8], "--fine-blocks", "2")
+    assert refused.returncode != 0 and "need --fine" in refused.stderr
     wrong = run(str(faces), str(tmp_path / "wrong"), "--prior", str(exported), "--components", "8", "--width", "8",
                 "--warm-start")
     assert wrong.returncode != 0 and "does not fit --width 8" in wrong.stderr

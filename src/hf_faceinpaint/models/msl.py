@@ -73,6 +73,8 @@ class MSLConfig:
             face on the prior's grid (`scripts/train_prior_refiner.py`); 0 = no refiner.
         prior_refiner_fine: The refiner draws the face on a grid twice the prior's side (`PriorRefiner.fine`),
             from the known pixels there too.
+        prior_refiner_fine_blocks: Residual blocks at the refiner's fine level (`PriorRefiner`'s `fine_blocks`),
+            which draw the detail its grid cannot hold; 0 = its two convs alone (msl-face v4-v10).
         mirror_detail: σ of the mirror-detail transfer (eq. 4 of `models/symmetry.py`) as a fraction of the frame
             side: deep inside a hole on one side of the face, the detail finer than σ comes from the mirrored other
             side where that is known (a painted-over eye gets the other eye's iris and lids); 0 = off.
@@ -112,6 +114,7 @@ class MSLConfig:
     prior_residual_none: float = 0.3
     prior_refiner_width: int = 0
     prior_refiner_fine: bool = False
+    prior_refiner_fine_blocks: int = 0
     mirror_detail: float = 0.0
     mirror_detail_ramp: float = 0.03125
     exemplar_count: int = 0
@@ -142,6 +145,9 @@ class MSLConfig:
             raise ValueError(f"prior_refiner_width needs a prior and must be >= 0, got {self.prior_refiner_width}")
         if self.prior_refiner_fine and not self.prior_refiner_width:
             raise ValueError("prior_refiner_fine needs a refiner (prior_refiner_width > 0)")
+        if self.prior_refiner_fine_blocks < 0 or (self.prior_refiner_fine_blocks and not self.prior_refiner_fine):
+            raise ValueError("prior_refiner_fine_blocks needs the refiner's fine level (prior_refiner_fine) and must "
+                             f"be >= 0, got {self.prior_refiner_fine_blocks}")
         if not (self.mirror_detail >= 0 and self.mirror_detail_ramp > 0):
             raise ValueError(f"need mirror_detail >= 0 and mirror_detail_ramp > 0, got {self.mirror_detail}, "
                              f"{self.mirror_detail_ramp}")
@@ -276,7 +282,7 @@ class MSLInpainter(Inpainter, config_class=MSLConfig, tags=("msl",)):
         self.decoder = MSLDecoder(config.widths, branches, config.stem_stride, config.in_channels)
         self.prior = (
             FacePrior(config.prior_size, config.prior_components, config.prior_ridge, config.prior_refiner_width,
-                      config.prior_refiner_fine)
+                      config.prior_refiner_fine, config.prior_refiner_fine_blocks)
             if config.prior_components
             else None
         )

@@ -56,6 +56,23 @@ class _ResidualBlock(nn.Module):
         return F.leaky_relu(x + self.body(x), 0.2)
 
 
+class _DetailBlock(nn.Module):
+    """x + two 3×3 convs, at the refiner's fine level; the last conv starts at zero, so a block added to a trained
+    refiner leaves its face as it was until training changes it."""
+
+    def __init__(self, channels: int, dilation: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=dilation, dilation=dilation, bias=False),
+            nn.BatchNorm2d(channels), nn.LeakyReLU(0.2), nn.Conv2d(channels, channels, 3, padding=1),
+        )
+        nn.init.zeros_(self.body[-1].weight)
+        nn.init.zeros_(self.body[-1].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
 class PriorRefiner(nn.Module):
     """A U-Net on the prior's grid that turns the gappy-PCA guess into a sharp face: the known cells where they are
     known, drawn eyes, nose and mouth where the guess has only their blurred outline.
@@ -69,9 +86,11 @@ class PriorRefiner(nn.Module):
         width: Channels of the first level; each of the three halvings doubles them.
         blocks: Residual blocks at the coarsest level (grid / 8).
         fine: Add the level at twice the grid's side (the output is then (B, 3, 2S, 2S)).
+        fine_blocks: Residual blocks at the fine level (dilations 1, 2, 1, ...), between its two convs and its
+            head: room to draw the detail the grid cannot hold (lip edges, teeth); 0 = none.
     """
 
-    def __init__(self, width: int = 32, blocks: int = 4, fine: bool = False) -> None:
+    def __init__(self, width: int = 32, blocks: int = 4, fine: bool = False, fine_blocks: int = 0) -> None:
         super().__init__()
         widths = [width, 2 * width, 4 * width, 8 * width]
         self.stem = _conv(7, widths[0])
@@ -80,12 +99,15 @@ class PriorRefiner(nn.Module):
         self.up = nn.ModuleList(_conv(b + a, a) for a, b in zip(widths, widths[1:]))
         self.head = nn.Conv2d(widths[0], 3, 3, padding=1)
         if fine:
-            self.fine = nn.Sequential(_conv(widths[0] + 4, widths[0]), _conv(widths[0], widths[0]))
+            self.fine = nn.Sequential(_conv(widths[0] + 4, widths[0]), _conv(widths[0], widths[0]),
+                                      *(_DetailBlock(widths[0], 2 if i % 2 else 1) for i in range(fine_blocks)))
             self.fine_head = nn.Conv2d(widths[0], 3, 3, padding=1)
             # starts as the grid's face upsampled: training adds detail to a working refiner
             nn.init.zeros_(self.fine_head.weight)
             nn.init.zeros_(self.fine_head.bias)
         else:
+            if fine_blocks:
+                raise ValueError("fine_blocks needs the fine level (fine=True)")
             self.fine = self.fine_head = None
 
     def forward(self, cells: torch.Tensor, share: torch.Tensor, guess: torch.Tensor,
@@ -123,15 +145,17 @@ class FacePrior(nn.Module):
         refiner_width: First-level channels of the `PriorRefiner` applied to the fit; 0 = none (the PCA's face).
         refiner_fine: The refiner has its level at twice the grid's side (`PriorRefiner.fine`): the face is drawn
             on a 2S×2S grid.
+        refiner_fine_blocks: Residual blocks at the refiner's fine level (`PriorRefiner`'s `fine_blocks`).
     """
 
     def __init__(self, size: int = 64, components: int = 200, ridge: float = 5.0, refiner_width: int = 0,
-                 refiner_fine: bool = False) -> None:
+                 refiner_fine: bool = False, refiner_fine_blocks: int = 0) -> None:
         super().__init__()
         if refiner_fine and not refiner_width:
             raise ValueError("refiner_fine needs a refiner (refiner_width > 0)")
         self.size, self.components, self.ridge = size, components, ridge
-        self.refiner = PriorRefiner(refiner_width, fine=refiner_fine) if refiner_width else None
+        self.refiner = (PriorRefiner(refiner_width, fine=refiner_fine, fine_blocks=refiner_fine_blocks)
+                        if refiner_width else None)
         pixels = 3 * size * size
         self.register_buffer("mean", torch.zeros(pixels))  # (N,) the mean face μ
         # (K, N) orthonormal rows B, saved as int8 codes times a scale per row (`quantize_basis`)
@@ -395,6 +419,13 @@ def refiner_width(path: str | os.PathLike) -> int:
 def refiner_fine(path: str | os.PathLike) -> bool:
     """Whether the `PriorRefiner` in a prior file has its level at twice the grid's side (`PriorRefiner.fine`)."""
     return "refiner.fine_head.weight" in read_state_dict(path, "face prior")
+
+
+def refiner_fine_blocks(path: str | os.PathLike) -> int:
+    """How many residual blocks the `PriorRefiner` in a prior file has at its fine level (`fine_blocks`)."""
+    prefix = "refiner.fine."
+    levels = {key[len(prefix):].split(".")[0] for key in read_state_dict(path, "face prior") if key.startswith(prefix)}
+    return max(0, len(levels) - 2)  # the level's two convs come first
 
 
 def load_fit_file(prior: FacePrior, path: str | os.PathLike) -> None:
