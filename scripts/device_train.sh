@@ -8,7 +8,7 @@
 #   refiner.safetensors      the EMA refiner alone, float16 (12 MiB): scripts/export_shipped_model.py
 #                            src/hf_faceinpaint/weights/msl-face --refiner refiner.safetensors --out DIR makes the model
 #   refiner-log.csv          step, hole L1, L1, adversarial, discriminator, perceptual, style, faces/s, feature matching,
-#                            local adversarial
+#                            local adversarial, the eyes' and mouth's perceptual and style
 # With FINE_BLOCKS=N the refiner gets N residual blocks at its fine level, trained alone (the face on the grid stays
 # INIT's) with a local discriminator on the eyes and the mouth and half the holes over them: the CPU run of
 # 2026-12-06 (the model card's "Approaches that did not ship"), at a GPU's scale.

@@ -19,8 +19,9 @@ feature matching on its layers, a denser target than one logit per patch; with `
 local discriminator (Iizuka et al. 2017) on the eyes' and the mouth's regions of the faces, where at least 30 % of the
 region is hole, and with `--part-share`, more holes over eyes and mouths to give it); optionally (`--perceptual-weight`,
 `--style-weight`, with `--vgg-weights`) the MSL paper's perceptual and style losses (eqs. 7-9, VGG16 pool1-pool3) of
-the composited face, which reward drawn edges over a blurred mean. An exponential moving average of the refiner is
-what gets exported.
+the composited face, which reward drawn edges over a blurred mean (`--part-perceptual-weight`,
+`--part-style-weight`: the same on the eyes' and the mouth's regions, enlarged `--part-zoom` times, so VGG's layers
+see a lip line or a tooth). An exponential moving average of the refiner is what gets exported.
 Checkpoints go to OUT/checkpoint.pt (written to a temporary file, then renamed) every --save-every steps; `--resume
 latest` continues from it. `--export FILE` writes the PCA and the EMA refiner into one safetensors file for
 `scripts/export_shipped_model.py --prior FILE`; `--export-refiner FILE` writes the EMA refiner alone in float16 (what
@@ -120,6 +121,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--perceptual-weight", type=float, default=0.0,
                         help="weight of the perceptual loss (eq. 7, VGG16 pool1-pool3) on the composited face; 0 = off")
     parser.add_argument("--style-weight", type=float, default=0.0, help="weight of the style loss (eqs. 8-9); 0 = off")
+    parser.add_argument("--part-perceptual-weight", type=float, default=0.0,
+                        help="weight of the perceptual loss (eq. 7) on the eyes' and the mouth's regions "
+                             "(`LOCAL_REGIONS`, where at least LOCAL_MIN_HOLE is hole), enlarged --part-zoom times, "
+                             "so VGG's layers see a lip line or a tooth, not a few pixels; 0 = off")
+    parser.add_argument("--part-style-weight", type=float, default=0.0,
+                        help="weight of the style loss (eqs. 8-9) on the same enlarged regions; 0 = off")
+    parser.add_argument("--part-zoom", type=int, default=2,
+                        help="enlargement (bicubic) of the regions before VGG for the --part-* losses")
     parser.add_argument("--vgg-weights", default=None,
                         help="VGG16 weights for the perceptual and style losses (e.g. the HED stand-in "
                         "../shared/weights/vgg16_hed/vgg16_features.safetensors, Caffe convention)")
@@ -146,8 +155,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="after training (or with --export, beside its file): write the EMA refiner alone, "
                              "float16, to this .safetensors file (for export_shipped_model.py --refiner)")
     args = parser.parse_args(argv)
-    if (args.perceptual_weight or args.style_weight) and args.vgg_weights is None and args.export is None:
-        parser.error("--perceptual-weight and --style-weight need --vgg-weights")
+    if args.vgg_weights is None and args.export is None and any(
+            (args.perceptual_weight, args.style_weight, args.part_perceptual_weight, args.part_style_weight)):
+        parser.error("--perceptual-weight, --style-weight and the --part-* losses need --vgg-weights")
+    if args.part_zoom < 1:
+        parser.error(f"--part-zoom must be at least 1, got {args.part_zoom}")
     for option, path in (("--export", args.export), ("--export-refiner", args.export_refiner)):
         if path is not None and path.suffix != ".safetensors":
             parser.error(f"{option} needs a .safetensors file")
@@ -301,8 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     d_params = list(discriminator.parameters()) + ([] if local_d is None else list(local_d.parameters()))
     opt_d = torch.optim.Adam(d_params, lr=args.d_lr or args.lr, betas=(0.5, 0.999))
     ema = copy.deepcopy(refiner).requires_grad_(False)
+    part_losses = bool(args.part_perceptual_weight or args.part_style_weight)
     features = (PerceptualStyleLoss(load_vgg16(args.vgg_weights, args.vgg_normalization)).to(device)
-                if args.perceptual_weight or args.style_weight else None)
+                if args.perceptual_weight or args.style_weight or part_losses else None)
     step = 0
     if args.resume or args.export:
         if not checkpoint_path.exists():
@@ -372,8 +385,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.d_r1:  # in float32: a second-order gradient
             probe = target.detach().requires_grad_(True)
             loss_d = loss_d + 0.5 * args.d_r1 * r1_penalty(discriminator(probe, missing), probe)
-        local = [] if local_d is None else local_regions(missing, target, fake)  # [(missing, real, fake)] crops
-        for hole_crop, real_crop, fake_crop in local:  # float32: the R1 penalty is a second-order gradient
+        # the eyes' and the mouth's regions, [(missing, real, fake)] crops, for the local discriminator or --part-*
+        local = local_regions(missing, target, fake) if local_d is not None or part_losses else []
+        for hole_crop, real_crop, fake_crop in local if local_d is not None else ():  # float32: R1, 2nd order
             probe = real_crop.detach().requires_grad_(bool(args.local_r1))
             d_local = local_d(probe, hole_crop)
             loss_d = loss_d + discriminator_loss("hinge", d_local, local_d(fake_crop.detach(), hole_crop))
@@ -384,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         opt_d.step()
 
         l1_hole = l1_all = adv = matching = perceptual = style = local_adv = torch.zeros(())
+        part_perceptual = part_style = torch.zeros(())
         if not warming:
             # refiner: L1 (the hole's cells weighted) plus the hinge generator loss, and the perceptual and style
             # losses (eqs. 7-9) of the composited face, which reward drawn edges over their blurred mean
@@ -396,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
                 fake_features = [f.float() for f in discriminator.features(fake, missing)]
             adv = generator_loss("hinge", fake_features[-1], weights)
             loss_g = args.hole_weight * l1_hole + l1_all + args.adv_weight * adv
-            if local:
+            if local and local_d is not None:
                 local_adv = sum(generator_loss("hinge", local_d(crop, hole_crop)) for hole_crop, _, crop in local)
                 loss_g = loss_g + args.local_weight * local_adv / len(local)
             if args.fm_weight:  # the updated discriminator's features of the real face, as in the fake's pass
@@ -409,6 +424,14 @@ def main(argv: list[str] | None = None) -> int:
                 with autocast():
                     perceptual, style = (term.float() for term in features(fake, target))
                 loss_g = loss_g + args.perceptual_weight * perceptual + args.style_weight * style
+            if local and part_losses:  # the same losses on the enlarged eyes' and mouth's regions
+                with autocast():
+                    terms = [features(*(F.interpolate(crop, scale_factor=args.part_zoom, mode="bicubic",
+                                                      align_corners=False) for crop in (fake_crop, real_crop)))
+                             for _, real_crop, fake_crop in local]
+                part_perceptual = sum(term[0].float() for term in terms) / len(terms)
+                part_style = sum(term[1].float() for term in terms) / len(terms)
+                loss_g = loss_g + args.part_perceptual_weight * part_perceptual + args.part_style_weight * part_style
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             opt_g.step()
@@ -425,10 +448,11 @@ def main(argv: list[str] | None = None) -> int:
             tick, seen = time.perf_counter(), 0
             line = (f"{step},{l1_hole.item():.4f},{l1_all.item():.4f},{adv.item():.3f},{loss_d.item():.3f},"
                     f"{perceptual.item():.4f},{style.item():.5f},{rate:.1f},{matching.item():.4f},"
-                    f"{local_adv.item():.3f}")
+                    f"{local_adv.item():.3f},{part_perceptual.item():.4f},{part_style.item():.5f}")
             print(f"step {step}: l1_hole {l1_hole.item():.4f} l1 {l1_all.item():.4f} adv {adv.item():.3f} "
                   f"d {loss_d.item():.3f} perc {perceptual.item():.4f} style {style.item():.5f} "
-                  f"fm {matching.item():.4f} local {local_adv.item():.3f} ({rate:.1f} img/s)", flush=True)
+                  f"fm {matching.item():.4f} local {local_adv.item():.3f} part_perc {part_perceptual.item():.4f} "
+                  f"part_style {part_style.item():.5f} ({rate:.1f} img/s)", flush=True)
             log.write(line + "\n")
             log.flush()
         out_of_time = args.minutes and time.perf_counter() - began > 60 * args.minutes

@@ -29,10 +29,17 @@ from hf_faceinpaint.pipeline import bf16_is_fast
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "train_prior_refiner.py"
+# log.csv's columns, in order
+LOG_COLUMNS = ("step", "l1_hole", "l1", "adv", "d", "perc", "style", "rate", "fm", "local", "part_perc", "part_style")
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300)
+
+
+def log_column(run_dir: Path, column: str) -> float:
+    """A column of the last line of a run's log.csv."""
+    return float((run_dir / "log.csv").read_text().splitlines()[-1].split(",")[LOG_COLUMNS.index(column)])
 
 
 def load_refiner_file_state(path: Path) -> dict[str, torch.Tensor]:
@@ -201,8 +208,7 @@ def test_lowpass_l1_hole_weighted_adversarial_and_the_discriminators_own_rate(tm
     matched = logged("fm", "--adv-hole", "--fm-weight", "10")
     assert (matched["l1"], matched["adv"]) == (hole_l1, hole_adv) and matched["fm"] > 0
     assert hole["fm"] == 0.0  # off by default
-    fm_log = (tmp_path / "fm" / "log.csv").read_text().split(",")
-    assert float(fm_log[-2]) == pytest.approx(matched["fm"], abs=1e-4)  # log.csv's next-to-last column
+    assert log_column(tmp_path / "fm", "fm") == pytest.approx(matched["fm"], abs=1e-4)
     # --d-r1: a discriminator without spectral norm (no parametrisations in its checkpoint), held by the penalty
     first_step("r1", "--d-r1", "10")
     plain = torch.load(tmp_path / "r1" / "checkpoint.pt", weights_only=True)["discriminator"]
@@ -247,7 +253,7 @@ def test_a_local_discriminator_judges_the_eyes_and_the_mouth(tmp_path: Path) -> 
     local_line, local_state = step_one("local", "--local-weight", "1", "--part-share", "1")
     local = float(local_line.split(" local ")[1].split()[0])
     assert local != 0.0 and "local_d" in local_state
-    assert float((tmp_path / "local" / "log.csv").read_text().split(",")[-1]) == pytest.approx(local, abs=1e-3)  # last
+    assert log_column(tmp_path / "local", "local") == pytest.approx(local, abs=1e-3)
     # --local-r1: the same first step plus a penalty on the local discriminator's loss
     penalised_line, _ = step_one("local-r1", "--local-weight", "1", "--part-share", "1", "--local-r1", "10")
     d_loss = [float(line.split(" d ")[1].split()[0]) for line in (local_line, penalised_line)]
@@ -261,6 +267,37 @@ def test_a_local_discriminator_judges_the_eyes_and_the_mouth(tmp_path: Path) -> 
         assert done.returncode != 0 and "resume with --local-weight exactly when" in done.stderr
     refused = run(str(faces), str(tmp_path / "odd"), *common, "--part-share", "1.5")
     assert refused.returncode != 0 and "--part-share must be in [0, 1], got 1.5" in refused.stderr
+
+
+def test_perceptual_and_style_losses_on_the_enlarged_eyes_and_mouth(tmp_path: Path, vgg_file: Path) -> None:
+    faces, pca = noise_faces_and_pca(tmp_path, 4, seed=5)
+    common = ["--prior", str(pca), "--components", "8", "--width", "4", "--batch-size", "4", "--log-every", "1",
+              "--save-every", "1", "--fine", "--part-share", "1", "--steps", "1"]
+    vgg = ["--vgg-weights", str(vgg_file), "--vgg-normalization", "imagenet"]
+
+    def step_one(run_name: str, *extra: str) -> tuple[dict[str, float], dict]:
+        """The part losses logged at step 1 (printed and in log.csv) and the run's refiner."""
+        done = run(str(faces), str(tmp_path / run_name), *common, *extra)
+        assert done.returncode == 0, done.stderr
+        line = next(line for line in done.stdout.splitlines() if line.startswith("step 1:"))
+        losses = {name: float(line.split(f" {name} ")[1].split()[0]) for name in ("part_perc", "part_style")}
+        for name, value in losses.items():
+            assert log_column(tmp_path / run_name, name) == pytest.approx(value, abs=1e-4)
+        return losses, torch.load(tmp_path / run_name / "checkpoint.pt", weights_only=True)["refiner"]
+
+    # every hole an eyes, eye or mouth box: both losses are computed on the regions, and they move the refiner
+    part, part_refiner = step_one("part", *vgg, "--part-perceptual-weight", "1", "--part-style-weight", "1")
+    assert part["part_perc"] > 0 and part["part_style"] > 0
+    plain, plain_refiner = step_one("plain", *vgg)
+    assert plain == {"part_perc": 0.0, "part_style": 0.0}  # off by default
+    assert not torch.equal(part_refiner["fine_head.weight"], plain_refiner["fine_head.weight"])  # the same draw
+    # a larger enlargement sees the same regions at another scale: other losses
+    zoomed, _ = step_one("zoom", *vgg, "--part-perceptual-weight", "1", "--part-zoom", "1")
+    assert zoomed["part_perc"] != part["part_perc"]
+    refused = run(str(faces), str(tmp_path / "novgg"), *common, "--part-style-weight", "1")
+    assert refused.returncode != 0 and "the --part-* losses need --vgg-weights" in refused.stderr
+    refused = run(str(faces), str(tmp_path / "zero"), *common, *vgg, "--part-zoom", "0")
+    assert refused.returncode != 0 and "--part-zoom must be at least 1, got 0" in refused.stderr
 
 
 def test_local_regions_keep_the_faces_whose_region_is_mostly_hole() -> None:
