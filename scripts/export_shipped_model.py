@@ -5,13 +5,16 @@
     python scripts/export_shipped_model.py runs/msl-tiny-128/final --prior runs/face-prior-refined.safetensors
     python scripts/export_shipped_model.py src/hf_faceinpaint/weights/msl-face --refiner refiner.safetensors --out DIR
     python scripts/export_shipped_model.py src/hf_faceinpaint/weights/msl-face --exemplars bank.safetensors --out DIR
+    python scripts/export_shipped_model.py src/hf_faceinpaint/weights/msl-face --network runs/net/final --out DIR
 
 With `--prior`, the gappy-PCA face prior (`scripts/fit_face_prior.py`) joins the network as a structure transfer
 (`MSLConfig.prior_blend`, eq. 2 of `models/prior.py`): its buffers (and its refiner, from a file of
 `scripts/train_prior_refiner.py --export`) are written into the same safetensors file, so `from_pretrained` carries
 it. The network's weights are unchanged. With `--refiner`, a model that already has a prior with a refiner (the shipped
 msl-face) gets that refiner's weights replaced by a refiner-only file (`scripts/train_prior_refiner.py
---export-refiner`, what a GPU window sends back); everything else is unchanged. `--mirror-detail` and
+--export-refiner`, what a GPU window sends back); everything else is unchanged. With `--network`, the network of
+another run (a `train.py` run's `final/` of the same architecture, without a prior) replaces the checkpoint's; the
+prior, its refiner and the eye bank stay. `--mirror-detail` and
 `--mirror-detail-ramp` set the mirror-detail transfer of the exported config (`MSLConfig.mirror_detail`, eq. 4 of
 `models/symmetry.py`, which has no weights; the defaults are what ships). With `--exemplars`, a bank of eye-pair
 windows (`scripts/fit_exemplar_bank.py`) joins the model as its exemplar detail (`MSLConfig.exemplar_count`, eqs.
@@ -96,6 +99,24 @@ def with_refiner(model: torch.nn.Module, path: Path) -> torch.nn.Module:
     return model.eval()
 
 
+def with_network(model: torch.nn.Module, folder: Path) -> torch.nn.Module:
+    """`model` with the network (every weight but the prior's and the eye bank's) of the `save_pretrained` folder
+    `folder`, which must hold the same architecture without a prior."""
+    try:
+        network = load_pretrained(folder)
+    except (CheckpointError, OSError, ValueError) as err:
+        sys.exit(f"error: --network: {err}")
+    own = {key: value for key, value in model.state_dict().items() if not key.startswith(("prior.", "exemplars."))}
+    theirs = network.state_dict()
+    missing, unexpected = sorted(own.keys() - theirs.keys()), sorted(theirs.keys() - own.keys())
+    shapes = sorted(key for key in own.keys() & theirs.keys() if own[key].shape != theirs[key].shape)
+    if missing or unexpected or shapes:
+        sys.exit(f"error: --network {folder} is another architecture: missing {missing[:5]}, unexpected "
+                 f"{unexpected[:5]}, other shapes {shapes[:5]}")
+    model.load_state_dict({**model.state_dict(), **theirs})
+    return model.eval()
+
+
 def with_exemplars(model: torch.nn.Module, path: Path | None) -> torch.nn.Module:
     """`model` with the exemplar bank of the file `path` (`scripts/fit_exemplar_bank.py`) in place of its own, if
     any; with `path` None, without one."""
@@ -127,6 +148,8 @@ def export(checkpoint: Path, out: Path, args: argparse.Namespace) -> None:
         model, reference = with_prior(model, args), with_prior(reference, args)
     if args.refiner is not None:
         model, reference = with_refiner(model, args.refiner), with_refiner(reference, args.refiner)
+    if args.network is not None:
+        model, reference = with_network(model, args.network), with_network(reference, args.network)
     if args.exemplars is not None or args.no_exemplars:
         model, reference = with_exemplars(model, args.exemplars), with_exemplars(reference, args.exemplars)
     for network in (model, reference):  # validated again
@@ -154,6 +177,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--refiner", type=Path,
                         help="a refiner-only file (train_prior_refiner.py --export-refiner) to replace the prior's "
                              "refiner of a checkpoint that has one (its fine level's blocks may differ)")
+    parser.add_argument("--network", type=Path,
+                        help="a save_pretrained folder (a train.py run's final/) of the same network without a prior, "
+                             "whose weights replace the checkpoint's network (the prior, refiner and bank stay)")
     parser.add_argument("--prior-components", type=int, default=200, help="its components to keep (default 200)")
     parser.add_argument("--prior-ridge", type=float, default=5.0, help="ridge weight of its fit (default 5)")
     parser.add_argument("--prior-blend", type=float, default=1.5 / 256,

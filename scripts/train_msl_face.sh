@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Build the shipped default model msl-face (v7) from scratch: the recipe of model_cards/msl-face.md.
+# Build the shipped default model msl-face (v11) from scratch: the recipe of model_cards/msl-face.md.
 #   1. The network (msl-tiny-128, v1's weights): three phases that each resume from the previous phase's last
 #      checkpoint. About 1.2 s per step on 2 CPU cores with AVX512-BF16 and bf16 autocast (7,750 steps: 2.6 hours);
 #      on a CPU without bf16 units pass MIXED_PRECISION=no (bf16 autocast is about 30x slower there).
+#   1b. v11: that network's EMA weights trained 4,647 more steps in a fresh run (fresh Adam and discriminator), the
+#      generator's learning rate at a quarter, half the faces zoomed in by 1-2x (--scale-aug 0.5): about 80 minutes.
 #   2. The face prior: a 200-component PCA of the training faces at 64² (scripts/fit_face_prior.py, about a minute).
 #   3. The prior's refiner (v3): a small U-Net on the prior's 64² grid that turns the PCA's blurry fit into a sharper
 #      face, trained with L1 and a patch discriminator (scripts/train_prior_refiner.py; 7,000 steps of 16 faces,
@@ -16,10 +18,11 @@
 #   3d. v6: 3c's run continued to step 3,800 (hole L1 3x, perceptual weight 0.25, adversarial 0.3), then to 6,000
 #      with the L1 losses on 4x4-pixel means, adversarial weight 1 and the discriminator's rate doubled (about 130
 #      minutes on 2 CPU cores with bf16 autocast).
-#   4. The export: the network's float16 EMA weights and the refined prior in one safetensors file, the prior blended
-#      into the network's fill deep inside large holes (MSLConfig.prior_blend, eq. 2 of models/prior.py), and (v7,
-#      no weights) the mirrored face's detail deep inside a hole on one side of the face (MSLConfig.mirror_detail,
-#      eq. 4 of models/symmetry.py; the export's default).
+#   3e. v8-v10: a bank of 256 real eye pairs (scripts/fit_exemplar_bank.py, seconds).
+#   4. The export: the network's float16 EMA weights, the refined prior and the eye bank in one safetensors file,
+#      the prior blended into the network's fill deep inside large holes (MSLConfig.prior_blend, eq. 2 of
+#      models/prior.py), and (v7, no weights) the mirrored face's detail deep inside a hole on one side of the face
+#      (MSLConfig.mirror_detail, eq. 4 of models/symmetry.py; the export's default).
 # Needs ../shared/data/faces128 and the HED VGG16 stand-in (paths in the config).
 #
 #   bash scripts/train_msl_face.sh [OUTPUT_DIR] [FINAL_STEP]
@@ -40,6 +43,11 @@ precision=(--mixed-precision "${MIXED_PRECISION:-bf16}")
 "$python" train.py --config "$config" "${precision[@]}" --w-style 0.0036 --w-adv 0.01 --mask-specks 0.3 \
     --output-dir "$out" --max-steps "$final_step" --resume latest
 "$python" scripts/plot_training.py "$out" --out model_cards/msl-face-training.png --mark 3500 --mark 5000
+# v11 (phase 4): phase 3's EMA network trained on in a fresh run at a quarter of the generator's learning rate, half
+# the faces zoomed in (the scale the default path meets at 256²)
+"$python" train.py --config "$config" "${precision[@]}" --w-style 0.0036 --w-adv 0.01 --mask-specks 0.3 \
+    --scale-aug 0.5 --lr-g 5e-5 --lr-d 1e-4 --init-from "$out/final" --output-dir "$out-v11" --max-steps 4647 \
+    --val-every 1000 --sample-every 1000
 # The face prior, then the float16 export of the EMA generator with it into the package.
 "$python" scripts/fit_face_prior.py "../shared/data/faces128/train-*.parquet" "$out/face-prior.safetensors" \
     --components 300
@@ -62,4 +70,7 @@ detail=("${perc[@]}" --hole-weight 3 --perceptual-weight 0.25 "${bf16[@]}" --res
 "$python" scripts/train_prior_refiner.py "${detail[@]}" --adv-weight 0.3 --steps 3800
 "$python" scripts/train_prior_refiner.py "${detail[@]}" --adv-weight 1 --lowpass 4 --d-lr 4e-4 --steps 6000
 "$python" scripts/train_prior_refiner.py "${perc[@]}" --export "$out/face-prior-detail.safetensors"
-"$python" scripts/export_shipped_model.py "$out/final" --prior "$out/face-prior-detail.safetensors"
+"$python" scripts/fit_exemplar_bank.py "../shared/data/faces128/train-*.parquet" "$out/exemplars.safetensors" \
+    --count 256 --keep 0.5 --max-axis 0.8 --seed 0
+"$python" scripts/export_shipped_model.py "$out-v11/final" --prior "$out/face-prior-detail.safetensors" \
+    --exemplars "$out/exemplars.safetensors"

@@ -107,6 +107,34 @@ def test_the_export_script_swaps_in_a_refiner_file(folder: Path, tmp_path: Path)
     assert both.returncode == 2 and "--prior or --refiner, not both" in both.stderr
 
 
+def test_the_export_script_swaps_in_a_network(folder: Path, tmp_path: Path) -> None:
+    """`--network` puts another run's network (a train.py `final/` of the same architecture) into the shipped model
+    and keeps the prior, its refiner and the eye bank; another architecture is refused in one line, naming it."""
+    shipped = load_pretrained(folder)
+    network = MSLInpainter(preset_config("msl-tiny-128"))
+    own = {key: value for key, value in shipped.state_dict().items() if not key.startswith(("prior.", "exemplars."))}
+    network.load_state_dict({key: value + 0.01 if value.is_floating_point() else value for key, value in own.items()})
+    network.save_pretrained(tmp_path / "final")
+    done = subprocess.run([sys.executable, str(EXPORT_SCRIPT), str(folder), "--network", str(tmp_path / "final"),
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    swapped = load_pretrained(tmp_path / "out")
+    for key, value in swapped.state_dict().items():
+        expected = network.state_dict()[key] if key in own else shipped.state_dict()[key]
+        torch.testing.assert_close(value, expected.half().to(value.dtype) if value.is_floating_point() else expected,
+                                   msg=key)
+    assert not all(torch.equal(swapped.state_dict()[key], value) for key, value in own.items())  # it did change
+    configs = [json.loads((path / "config.json").read_text()) for path in (tmp_path / "out", folder)]
+    assert configs[0] == configs[1]
+    MSLInpainter(dataclasses.replace(preset_config("msl-tiny-128"), widths=(8, 16, 32, 32))).save_pretrained(
+        tmp_path / "other")
+    other = subprocess.run([sys.executable, str(EXPORT_SCRIPT), str(folder), "--network", str(tmp_path / "other"),
+                            "--out", str(tmp_path / "bad")], capture_output=True, text=True, timeout=300)
+    assert other.returncode == 1 and other.stderr.strip().startswith("error: --network")
+    assert "another architecture" in other.stderr and len(other.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "bad").exists()
+
+
 def test_the_export_script_swaps_in_an_exemplar_bank(folder: Path, tmp_path: Path) -> None:
     """`--exemplars` puts a bank file (scripts/fit_exemplar_bank.py) into the model, whatever its count, and
     changes nothing else; a bank of the wrong shape is refused in one line; `--no-exemplars` drops the bank (v7)."""
