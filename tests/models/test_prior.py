@@ -19,6 +19,7 @@ from hf_faceinpaint.models.prior import (
     FacePrior,
     fit_pca,
     gaussian_blur,
+    erode,
     hole_depth,
     known_cells,
     load_fit_file,
@@ -120,6 +121,12 @@ def test_hole_depth_is_opencvs_chessboard_distance() -> None:
     np.testing.assert_array_equal(depth, expected)
     capped = hole_depth(torch.from_numpy(mask)[None, None].float(), 3)[0, 0].numpy()
     np.testing.assert_array_equal(capped, np.minimum(expected, 4))
+
+
+def test_erode_is_the_3x3_minimum_with_the_frame_beyond_counting_as_hole() -> None:
+    masks = (torch.rand(3, 1, 17, 23, generator=torch.Generator().manual_seed(0)) > 0.3).float()  # (B, 1, H, W)
+    torch.testing.assert_close(erode(masks), -F.max_pool2d(-masks, 3, stride=1, padding=1), rtol=0, atol=0)
+    assert erode(torch.ones(1, 1, 4, 5)).eq(1).all()  # a hole filling the frame is not eroded from its border
 
 
 def test_gaussian_blur_is_opencvs_with_reflected_borders() -> None:

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ..faces import FACE_CENTRE, FACE_WIDTH
-from .prior import gaussian_blur, hole_depth
+from .prior import erode, gaussian_blur, hole_depth
 
 MATCH_SIDE = 128  # eq. 3 is solved on the frame area-resampled to this side
 MAX_SHIFT = (0.025, 0.08)  # largest |dy|, |dx| searched, fractions of the side
@@ -167,7 +167,7 @@ def transfer_mirror_detail(filled: torch.Tensor, mask: torch.Tensor, sigma: floa
         pairs = list(zip(dys.tolist(), dxs.tolist()))
         source = torch.stack([shift(frame.flip(-1), dy, dx) for frame, (dy, dx) in zip(x, pairs)])  # s
         known = torch.stack([shift((1.0 - m).flip(-1), dy, dx) for m, (dy, dx) in zip(hole, pairs)])
-        known = -F.max_pool2d(-known, 3, stride=1, padding=1)  # a pixel off the mirrored hole's edge
+        known = erode(known)  # a pixel off the mirrored hole's edge
         source_detail = source - gaussian_blur(source * known, sigma) / gaussian_blur(known, sigma).clamp_min(1e-3)
         own_detail = x - gaussian_blur(x, sigma)
         weight = (hole * (depth / ramp).clamp(max=1.0) * gaussian_blur(known, 1.5)
