@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,6 +67,29 @@ def _wait_for_photo_on_canvas(page: Any) -> None:
             return
         page.wait_for_timeout(250)
     pytest.fail("the photo never appeared on the editor's canvas")
+
+
+class _Uploads:
+    """Counts the editor's layer uploads in flight (it sends its layers to the server after every change)."""
+
+    def __init__(self, page: Any) -> None:
+        self.pending, self.last = 0, time.monotonic()
+        page.on("request", lambda request: self._moved(request, +1))
+        page.on("requestfinished", lambda request: self._moved(request, -1))
+        page.on("requestfailed", lambda request: self._moved(request, -1))
+
+    def _moved(self, request: Any, step: int) -> None:
+        if "/upload" in request.url:
+            self.pending, self.last = self.pending + step, time.monotonic()
+
+    def settle(self, page: Any, quiet_s: float = 1.0) -> None:
+        """Wait until no upload is in flight and none has started or ended for `quiet_s` seconds: what the editor
+        sends the server for its last change has landed (a fixed wait flaked under load)."""
+        deadline = time.monotonic() + TIMEOUT_MS / 1000
+        while self.pending or time.monotonic() - self.last < quiet_s:
+            if time.monotonic() > deadline:
+                pytest.fail(f"the editor's uploads did not settle ({self.pending} in flight)")
+            page.wait_for_timeout(100)
 
 
 def _paint_stroke(page: Any) -> None:
@@ -161,11 +185,12 @@ def test_paint_inpaint_download_on_one_screen(sync_playwright: Any, app_url: str
         assert page.locator("#history img").count() == 1
         # Ctrl+Z undoes a stroke; the toolbar's clear button drops the strokes, never the photo
         empty = page.get_by_text("The mask is empty")
+        uploads = _Uploads(page)
         _paint_stroke(page)
         _wait_for_toolbar_button(page, "Undo")  # the stroke is in the editor's history
         page.keyboard.press("Control+z")
         _wait_for_toolbar_button(page, "Redo")  # ... and undone
-        page.wait_for_timeout(1000)  # the editor sends its layers to the server on change: let that land first
+        uploads.settle(page)  # the editor sends its layers to the server on change: let that land first
         page.click("#inpaint")
         empty.first.wait_for()
         page.locator("[data-testid=toast-close]").first.click()
@@ -174,7 +199,7 @@ def test_paint_inpaint_download_on_one_screen(sync_playwright: Any, app_url: str
         # dispatched to the button itself: on this machine a status tracker sometimes stays over the editor after
         # the error toast and intercepts pointer clicks (also before msl-face v2; noted, not fixed)
         page.locator('#editor button[aria-label="Clear canvas"]').dispatch_event("click")
-        page.wait_for_timeout(1000)
+        uploads.settle(page)
         _wait_for_photo_on_canvas(page)
         page.click("#inpaint")
         empty.first.wait_for()
