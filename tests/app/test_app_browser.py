@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import os
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -69,27 +68,25 @@ def _wait_for_photo_on_canvas(page: Any) -> None:
     pytest.fail("the photo never appeared on the editor's canvas")
 
 
-class _Uploads:
-    """Counts the editor's layer uploads in flight (it sends its layers to the server after every change)."""
+def _stroke_pixels(page: Any) -> int:
+    """How many pixels of the editor's canvas show the brush's hot pink (`editor.HOLE_CSS` over the photo), with
+    the mouse moved off the canvas so no brush cursor is drawn. At 1280×900 the example photo alone has about
+    100 (its flag), the test's stroke over 2,000."""
+    page.mouse.move(0, 0)
+    shot = np.asarray(Image.open(io.BytesIO(page.locator("#editor canvas").first.screenshot())).convert("RGB"))
+    red, green, blue = (shot[..., channel].astype(int) for channel in range(3))
+    return int(((red > 200) & (green < 120) & (blue > 90) & (blue < 200) & (red - green > 120)).sum())
 
-    def __init__(self, page: Any) -> None:
-        self.pending, self.last = 0, time.monotonic()
-        page.on("request", lambda request: self._moved(request, +1))
-        page.on("requestfinished", lambda request: self._moved(request, -1))
-        page.on("requestfailed", lambda request: self._moved(request, -1))
 
-    def _moved(self, request: Any, step: int) -> None:
-        if "/upload" in request.url:
-            self.pending, self.last = self.pending + step, time.monotonic()
-
-    def settle(self, page: Any, quiet_s: float = 1.0) -> None:
-        """Wait until no upload is in flight and none has started or ended for `quiet_s` seconds: what the editor
-        sends the server for its last change has landed (a fixed wait flaked under load)."""
-        deadline = time.monotonic() + TIMEOUT_MS / 1000
-        while self.pending or time.monotonic() - self.last < quiet_s:
-            if time.monotonic() > deadline:
-                pytest.fail(f"the editor's uploads did not settle ({self.pending} in flight)")
-            page.wait_for_timeout(100)
+def _wait_for_strokes(page: Any, shown: bool) -> None:
+    """Wait until the canvas shows a stroke (`shown`), or none: what the user sees before pressing Inpaint. The
+    editor takes its value from the canvas when Inpaint is pressed, so this is what the server will receive."""
+    for _ in range(TIMEOUT_MS // 250):
+        count = _stroke_pixels(page)
+        if (count > 1000) if shown else (count < 400):
+            return
+        page.wait_for_timeout(250)
+    pytest.fail(f"the canvas {'never showed the stroke' if shown else 'still shows a stroke'} ({count} pink pixels)")
 
 
 def _paint_stroke(page: Any) -> None:
@@ -185,22 +182,25 @@ def test_paint_inpaint_download_on_one_screen(sync_playwright: Any, app_url: str
         assert page.locator("#history img").count() == 1
         # Ctrl+Z undoes a stroke; the toolbar's clear button drops the strokes, never the photo
         empty = page.get_by_text("The mask is empty")
-        uploads = _Uploads(page)
+        _wait_for_strokes(page, shown=False)  # the result opened as the photo, without the first stroke
+        _wait_for_photo_on_canvas(page)
         _paint_stroke(page)
+        _wait_for_strokes(page, shown=True)
         _wait_for_toolbar_button(page, "Undo")  # the stroke is in the editor's history
         page.keyboard.press("Control+z")
         _wait_for_toolbar_button(page, "Redo")  # ... and undone
-        uploads.settle(page)  # the editor sends its layers to the server on change: let that land first
+        _wait_for_strokes(page, shown=False)
         page.click("#inpaint")
         empty.first.wait_for()
         page.locator("[data-testid=toast-close]").first.click()
         empty.first.wait_for(state="detached")
         _paint_stroke(page)
+        _wait_for_strokes(page, shown=True)
         # dispatched to the button itself: on this machine a status tracker sometimes stays over the editor after
         # the error toast and intercepts pointer clicks (also before msl-face v2; noted, not fixed)
         page.locator('#editor button[aria-label="Clear canvas"]').dispatch_event("click")
-        uploads.settle(page)
         _wait_for_photo_on_canvas(page)
+        _wait_for_strokes(page, shown=False)
         page.click("#inpaint")
         empty.first.wait_for()
     assert result.shape == original.shape
