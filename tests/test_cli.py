@@ -50,6 +50,35 @@ def test_inpaint_writes_the_result(tmp_path: Path, capsys: pytest.CaptureFixture
     np.testing.assert_array_equal(result[~hole], source[~hole])
 
 
+def test_photo_and_mask_as_arguments_with_short_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    image, mask = _write_pair(tmp_path, "face")
+    out = tmp_path / "short.png"
+    assert main(["inpaint", str(image), str(mask), "-o", str(out), "-m", "ns"]) == 0
+    assert "method: ns" in capsys.readouterr().out
+    expected = tmp_path / "long.png"
+    assert main(["inpaint", "--image", str(image), "--mask", str(mask), "--out", str(expected), "--model", "ns"]) == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(expected)))
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["IMAGE", "MASK", "--image", "IMAGE"], "the image is given twice"),
+        (["IMAGE", "MASK", "--image-dir", "IMAGE"], "either IMAGE MASK --out OUT"),
+        (["IMAGE"], "either IMAGE MASK --out OUT"),
+    ],
+)
+def test_photo_given_twice_mask_missing_or_modes_mixed_is_one_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], needle: str
+) -> None:
+    image, mask = _write_pair(tmp_path, "face")
+    paths = {"IMAGE": str(image), "MASK": str(mask)}
+    out = tmp_path / "out.png"
+    status = main(["inpaint", *[paths.get(arg, arg) for arg in args], "-o", str(out), "-m", "ns"])
+    _assert_one_error_line(capsys, status, needle)
+    assert not out.exists()
+
+
 def test_default_model_is_the_shipped_msl_face(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     image, mask = _write_pair(tmp_path, "face")
     assert main(["inpaint", "--image", str(image), "--mask", str(mask), "--out", str(tmp_path / "o.png")]) == 0

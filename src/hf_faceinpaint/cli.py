@@ -69,10 +69,16 @@ def _pair_folders(image_dir: Path, mask_dir: Path) -> list[tuple[Path, Path]]:
 
 
 def _run_inpaint(args: argparse.Namespace) -> None:
+    for given, option in ((args.photo, "image"), (args.hole, "mask")):  # `inpaint IMAGE MASK -o OUT`
+        if given is not None and getattr(args, option) is not None:
+            raise ValueError(f"the {option} is given twice: as an argument and as --{option}")
+        if given is not None:
+            setattr(args, option, given)
     single = (args.image, args.mask, args.out)
     folder = (args.image_dir, args.mask_dir, args.out_dir)
     if any(folder) == any(single) or not all(folder if any(folder) else single):
-        raise ValueError("pass either --image, --mask and --out, or --image-dir, --mask-dir and --out-dir")
+        raise ValueError("pass either IMAGE MASK --out OUT (or --image, --mask and --out), or --image-dir, --mask-dir "
+                         "and --out-dir")
     if args.out:
         image_format(args.out)  # reject an unwritable extension before any work
         pairs, outputs = [(Path(args.image), Path(args.mask))], [Path(args.out)]
@@ -149,17 +155,21 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default: {DEFAULT_MODEL} when installed, else telea)"
     )
 
-    run = commands.add_parser("inpaint", help="inpaint one image, or a folder of images")
+    run = commands.add_parser("inpaint", help="inpaint one image, or a folder of images",
+                              usage="%(prog)s IMAGE MASK -o OUT [options] | --image-dir DIR --mask-dir DIR --out-dir DIR")
+    run.add_argument("photo", nargs="?", metavar="IMAGE", help="input photo (or --image)")
+    run.add_argument("hole", nargs="?", metavar="MASK",
+                     help="mask, white / non-zero = hole, same size as the photo (or --mask)")
     run.add_argument("--image", help="input photo")
     run.add_argument("--mask", help="mask, white / non-zero = hole, same size as the photo")
-    run.add_argument("--out", help="output file (.png recommended)")
+    run.add_argument("-o", "--out", help="output file (.png recommended)")
     run.add_argument("--image-dir", help="folder of photos (folder mode)")
     run.add_argument("--mask-dir", help="folder of masks named like the photos, e.g. x.png for x.jpg")
     run.add_argument("--out-dir", help="folder for the results (written as <stem>.png)")
     run.set_defaults(handler=_run_inpaint)
 
     demo = commands.add_parser("demo", help="inpaint the bundled example portrait with the bundled mask")
-    demo.add_argument("--out", required=True, help="output file (.png recommended)")
+    demo.add_argument("-o", "--out", required=True, help="output file (.png recommended)")
     demo.set_defaults(handler=_run_demo)
 
     info = commands.add_parser("info", help="show a model's config, size, cost and weights source")
@@ -167,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for sub in (run, demo, info):
         presets = "; info also takes preset names (untrained)" if sub is info else ""
-        sub.add_argument("--model", default=None, help=model_help + presets)
+        sub.add_argument("-m", "--model", default=None, help=model_help + presets)
         sub.add_argument("--device", default=None, help="torch device for neural models, e.g. cpu or cuda")
     for sub in (run, demo):
         sub.add_argument("--precision", choices=PRECISIONS, default="auto",
