@@ -14,18 +14,18 @@ it. The network's weights are unchanged. With `--refiner`, a model that already 
 msl-face) gets that refiner's weights replaced by a refiner-only file (`scripts/train_prior_refiner.py
 --export-refiner`, what a GPU window sends back); everything else is unchanged. With `--network`, the network of
 another run (a `train.py` run's `final/` of the same architecture, without a prior) replaces the checkpoint's; the
-prior, its refiner and the eye bank stay. `--mirror-detail` and
-`--mirror-detail-ramp` set the mirror-detail transfer of the exported config (`MSLConfig.mirror_detail`, eq. 4 of
-`models/symmetry.py`, which has no weights; the defaults are what ships). With `--exemplars`, a bank of eye-pair
-windows (`scripts/fit_exemplar_bank.py`) joins the model as its exemplar detail (`MSLConfig.exemplar_count`, eqs.
-5-6 of `models/exemplars.py`), replacing any bank the checkpoint has (`--no-exemplars` drops it); `--exemplar-detail`
-and `--exemplar-ramp` and `--exemplar-contrast` set that transfer (the defaults are what ships).
+prior, its refiner and the eye bank stay. `--mirror-detail`, `--mirror-detail-ramp` and `--mirror-axis-trust` set the
+mirror-detail transfer of the exported config (`MSLConfig.mirror_detail`, eq. 4 of `models/symmetry.py`, which has no
+weights; the defaults are what ships). With `--exemplars`, a bank of eye-pair windows
+(`scripts/fit_exemplar_bank.py`) joins the model as its exemplar detail (`MSLConfig.exemplar_count`, eqs. 5-6 of
+`models/exemplars.py`), replacing any bank the checkpoint has (`--no-exemplars` drops it); `--exemplar-detail` and
+`--exemplar-ramp` and `--exemplar-contrast` set that transfer (the defaults are what ships).
 
 The input is a `save_pretrained` folder (a run's `final/` holds the EMA generator). The weights are stored in float16
 (the prior's basis as int8 codes, the exemplar windows as uint8) to keep the package small and load back into a
-float32 model (`load_state_dict_strict` casts). The script refuses a
-result over the size limit, reloads what it wrote strictly and reports the largest float16-vs-float32 output change on
-a seeded random batch. Files are written to a temporary folder first and renamed into place (`io.atomic_path`).
+float32 model (`load_state_dict_strict` casts). The script refuses a result over the size limit, reloads what it
+wrote strictly and reports the largest float16-vs-float32 output change on a seeded random batch. Files are written
+to a temporary folder first and renamed into place (`io.atomic_path`).
 """
 
 from __future__ import annotations
@@ -155,6 +155,7 @@ def export(checkpoint: Path, out: Path, args: argparse.Namespace) -> None:
     for network in (model, reference):  # validated again
         network.config = dataclasses.replace(network.config, mirror_detail=args.mirror_detail,
                                              mirror_detail_ramp=args.mirror_detail_ramp,
+                                             mirror_axis_trust=args.mirror_axis_trust,
                                              exemplar_detail=args.exemplar_detail, exemplar_ramp=args.exemplar_ramp,
                                              exemplar_contrast=args.exemplar_contrast)
     with atomic_path(out) as staging:
@@ -194,6 +195,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mirror-detail-ramp", type=float, default=8 / 256,
                         help="depth into the hole at which the mirror's detail is taken whole, fraction of the side "
                              "(default 8/256)")
+    parser.add_argument("--mirror-axis-trust", type=float, default=1.0,
+                        help="the mirror's trust where no shift can be matched (half a face painted over): mirrored "
+                             "about the frame's centre; 0 = no mirror there (default 1, msl-face v12)")
     parser.add_argument("--exemplars", type=Path,
                         help="an exemplar bank (scripts/fit_exemplar_bank.py) to add, replacing the checkpoint's")
     parser.add_argument("--no-exemplars", action="store_true", help="drop the checkpoint's exemplar bank")

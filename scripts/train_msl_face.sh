@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the shipped default model msl-face (v11) from scratch: the recipe of model_cards/msl-face.md.
+# Build the shipped default model msl-face (v12) from scratch: the recipe of model_cards/msl-face.md.
 #   1. The network (msl-tiny-128, v1's weights): three phases that each resume from the previous phase's last
 #      checkpoint. About 1.2 s per step on 2 CPU cores with AVX512-BF16 and bf16 autocast (7,750 steps: 2.6 hours);
 #      on a CPU without bf16 units pass MIXED_PRECISION=no (bf16 autocast is about 30x slower there).
@@ -72,5 +72,7 @@ detail=("${perc[@]}" --hole-weight 3 --perceptual-weight 0.25 "${bf16[@]}" --res
 "$python" scripts/train_prior_refiner.py "${perc[@]}" --export "$out/face-prior-detail.safetensors"
 "$python" scripts/fit_exemplar_bank.py "../shared/data/faces128/train-*.parquet" "$out/exemplars.safetensors" \
     --count 256 --keep 0.5 --max-axis 0.8 --seed 0
+# the export's defaults are the shipped blend settings (v12: --mirror-axis-trust 1, the mirror about the frame's centre
+# for half faces)
 "$python" scripts/export_shipped_model.py "$out-v11/final" --prior "$out/face-prior-detail.safetensors" \
     --exemplars "$out/exemplars.safetensors"

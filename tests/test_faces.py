@@ -1,6 +1,6 @@
 """Face framing: the cascade finds the bundled portrait's face (also with its mouth painted over), the frame puts the
-face where training faces have it, a hole off the face gets no frame, and a face whose eyes the hole hides is found
-by completing it (analysis by synthesis), but not made up."""
+face where training faces have it, a hole off the face gets no frame, and a face whose eyes or one half the hole
+hides is found by completing it (analysis by synthesis), but not made up."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from hf_faceinpaint.faces import (
     face_frame,
     hidden_face_frame,
     hole_face_frame,
+    shows_an_eye,
 )
 from hf_faceinpaint.images import example_image_path, example_mask_path, image_array, load_image, load_mask
 
@@ -71,7 +72,7 @@ def test_a_hole_on_the_face_gets_its_frame_and_a_hole_off_it_none(portrait) -> N
     assert hole_face_frame(image, off_face) is None
 
 
-def test_a_face_whose_eyes_the_hole_hides_is_found_by_completing_it(eyes_painted_over) -> None:
+def test_a_face_whose_eyes_or_half_the_hole_hides_is_found_by_completing_it(eyes_painted_over) -> None:
     image, mask = eyes_painted_over
     assert detect_faces(image, mask) == [] and hole_face_frame(image, mask) is None
     calls = []
@@ -90,10 +91,28 @@ def test_a_face_whose_eyes_the_hole_hides_is_found_by_completing_it(eyes_painted
     cols = np.flatnonzero(mask.any(axis=0))
     assert calls[0][2] == round((cols[-1] + 1 - cols[0]) / HIDDEN_EYES_WIDTHS[0])  # the first hypothesis's side
     assert len(calls) == 2  # the first hypothesis is confirmed, then the frame the cascade saw
-    # a hole that is not a band across the eyes (here the left half of the face) is not taken for one
+    # a tall hole down the left half of the face (hiding her right eye) is taken for half a face: its inner edge on
+    # the face's axis
     half = np.zeros_like(mask)
     half[40:200, 150:225] = True
-    assert hidden_face_frame(image, half, the_photo) is None and len(calls) == 2
+    found = hidden_face_frame(image, half, the_photo)
+    assert found is not None and _centre_on_face(found) and abs(found[2] - truth[2]) <= 0.25 * truth[2]
+    assert calls[2] == (225 - 80, 40, 160)  # the first half-face hypothesis: side = the hole's height
+    # a hole that is neither a band nor tall (a blob) is taken for neither
+    calls.clear()
+    blob = np.zeros_like(mask)
+    blob[60:160, 170:270] = True
+    assert hidden_face_frame(image, blob, the_photo) is None and not calls
+
+
+def test_an_eye_is_seen_on_the_known_half_of_a_face_only(portrait) -> None:
+    image, _ = portrait
+    nothing = np.zeros(image.shape[:2], bool)
+    assert shows_an_eye(image, nothing, (80, 140, 225, 300))  # her left eye (on the image's right)
+    assert not shows_an_eye(image, nothing, (80, 140, 330, 405))  # hair and background beside her face
+    painted = nothing.copy()
+    painted[80:140, 225:300] = True
+    assert not shows_an_eye(image, painted, (80, 140, 225, 300))  # an eye under the hole does not count
 
 
 def test_no_face_is_made_up_when_the_drawn_face_is_none(eyes_painted_over) -> None:
@@ -104,3 +123,6 @@ def test_no_face_is_made_up_when_the_drawn_face_is_none(eyes_painted_over) -> No
     hole = np.zeros((400, 600), bool)
     hole[150:200, 200:400] = True
     assert hole_face_frame(noise, hole, white) is None
+    tall = np.zeros((400, 600), bool)
+    tall[50:350, 250:350] = True  # shaped like half a face
+    assert hole_face_frame(noise, tall, white) is None

@@ -7,11 +7,12 @@ the face is detected (OpenCV's frontal-face Haar cascade, on a copy at most `DET
 its hole first filled by Telea so a painted-over mouth or eye does not hide the face) and the crop is placed so
 the detector's box sits where it sits on the training faces.
 
-The cascade keys on the eyes: a hole that hides both of them hides the face from it, Telea's fill or not. Given a
-way to draw a face into a frame (the model's face prior, `pipeline.prior_completion`), such a face is found by
-analysis by synthesis (`hidden_face_frame`): frames are hypothesised from the hole (a hole over both eyes spans
-about their width), each is completed with the prior's face, and a frame counts once the cascade sees a face in
-the completed photo whose own frame agrees with the hypothesis.
+The cascade keys on the eyes: a hole that hides both of them, or one side of the face, hides the face from it,
+Telea's fill or not. Given a way to draw a face into a frame (the model's face prior, `pipeline.prior_completion`),
+such a face is found by analysis by synthesis (`hidden_face_frame`): frames are hypothesised from the hole (a hole
+over both eyes spans about their width; one over half a face about the face's height, its inner edge on the
+face's axis), each is completed with the prior's face, and a frame counts once the cascade sees a face in the
+completed photo whose own frame agrees with the hypothesis.
 """
 
 from __future__ import annotations
@@ -40,6 +41,22 @@ CASCADE = "haarcascade_frontalface_alt2.xml"
 HIDDEN_EYES_WIDTHS = (0.6, 0.8, 0.45)
 HIDDEN_EYES_ASPECT = 2.2
 EYES_ROW = 0.46
+# Hypotheses for a face whose one half the hole hides (it hides one eye, and the cascade misses the face): the hole's
+# height as a share of the frame's side (the half-face box spans the frame's height; a half face painted from brow
+# to chin, about 0.8 of it, is confirmed from the same guess: AGREE_SIDE), with the hole's inner edge on the frame's
+# centre column (the face's axis) and its centre on the frame's centre row; the face on the hole's right, then on its
+# left. Only a hole at least HALF_FACE_ASPECT times as tall as it is wide is taken for one over half a face (the
+# half-face box: 2).
+HALF_FACE_HEIGHTS = (1.0,)
+HALF_FACE_ASPECT = 1.5
+# A half-face hypothesis is tried only where the frame's known half shows an eye (`shows_an_eye`, OpenCV's eye
+# cascade) in the band of rows EYE_BAND (fractions of the side): the prior draws a face into any frame and the face
+# cascade may then see it, beside a half face as well as on it. The band's half is searched at most EYE_SEARCH_WIDTH
+# pixels wide, for eyes at least MIN_EYE_FRACTION of that width.
+EYE_CASCADE = "haarcascade_eye.xml"
+EYE_BAND = (0.25, 0.65)
+EYE_SEARCH_WIDTH = 96
+MIN_EYE_FRACTION = 0.2
 # A frame the cascade sees in a completed photo confirms a hypothesis whose centre lies within this share of the
 # hypothesis's side of its own, and whose side is within this factor of it.
 AGREE_CENTRE = 0.15
@@ -49,16 +66,38 @@ AGREE_SIDE = 1.3
 # a face drawn into its hole, or None where no face can be drawn there (the frame does not look like one).
 FaceCompletion = Callable[[np.ndarray, np.ndarray, tuple[int, int, int]], np.ndarray | None]
 
-_cascade: cv2.CascadeClassifier | None = None
+_cascades: dict[str, cv2.CascadeClassifier] = {}
 
 
-def _detector() -> cv2.CascadeClassifier:
-    global _cascade
-    if _cascade is None:
-        _cascade = cv2.CascadeClassifier(cv2.data.haarcascades + CASCADE)
-        if _cascade.empty():
-            raise RuntimeError(f"OpenCV could not load its face cascade {CASCADE}")
-    return _cascade
+def _detector(name: str = CASCADE) -> cv2.CascadeClassifier:
+    """One of OpenCV's bundled Haar cascades, loaded once."""
+    if name not in _cascades:
+        cascade = cv2.CascadeClassifier(cv2.data.haarcascades + name)
+        if cascade.empty():
+            raise RuntimeError(f"OpenCV could not load its cascade {name}")
+        _cascades[name] = cascade
+    return _cascades[name]
+
+
+def shows_an_eye(image: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int]) -> bool:
+    """Whether OpenCV's eye cascade finds an eye wholly on known pixels in `box` (top, bottom, left, right) of the
+    photo: the known half of a half face shows one, the hair or background beside it mostly not."""
+    top, bottom, left, right = max(box[0], 0), min(box[1], mask.shape[0]), max(box[2], 0), min(box[3], mask.shape[1])
+    if bottom - top < 8 or right - left < 8:
+        return False
+    scale = min(1.0, EYE_SEARCH_WIDTH / (right - left))  # the cascade's cost grows with the area
+    size = (max(1, round((right - left) * scale)), max(1, round((bottom - top) * scale)))
+    crop = cv2.resize(np.ascontiguousarray(image[top:bottom, left:right]), size, interpolation=cv2.INTER_AREA)
+    gray = cv2.equalizeHist(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY))
+    least = max(8, round(MIN_EYE_FRACTION * size[0]))
+    hole = mask[top:bottom, left:right]
+    for x, y, w, h in _detector(EYE_CASCADE).detectMultiScale(gray, scaleFactor=1.1, minNeighbors=3,
+                                                              minSize=(least, least)):
+        rows = slice(int(y / scale), int((y + h) / scale) + 1)
+        cols = slice(int(x / scale), int((x + w) / scale) + 1)
+        if not hole[rows, cols].any():
+            return True
+    return False
 
 
 def detect_faces(image: np.ndarray, mask: np.ndarray) -> list[tuple[int, int, int]]:
@@ -120,12 +159,14 @@ def hole_face_frame(image: np.ndarray, mask: np.ndarray,
 
 def hidden_face_frame(image: np.ndarray, mask: np.ndarray,
                       complete: FaceCompletion) -> tuple[int, int, int] | None:
-    """The frame of a face whose eyes the hole hides, by analysis by synthesis, or None.
+    """The frame of a face whose eyes or one half the hole hides, by analysis by synthesis, or None.
 
-    A hole less than `HIDDEN_EYES_ASPECT` times as wide as it is tall gets None. Otherwise each hypothesis of
-    `HIDDEN_EYES_WIDTHS` in turn is completed by `complete`; the first the cascade confirms (`confirmed_frame`) is
-    completed once more in the frame the cascade saw, which is kept when confirmed again (the frame the face prior
-    fits, not the one guessed from the hole).
+    A band-shaped hole (at least `HIDDEN_EYES_ASPECT` times as wide as tall) is taken for one over both eyes and
+    gets the hypotheses of `HIDDEN_EYES_WIDTHS`; a tall one (at least `HALF_FACE_ASPECT` times as tall as wide) for
+    one over half a face, with those of `HALF_FACE_HEIGHTS` whose known half shows an eye (`shows_an_eye`); any
+    other hole gets None. Each hypothesis in turn is completed by `complete`; the first the cascade confirms
+    (`confirmed_frame`) is completed once more in the frame the cascade saw, which is kept when confirmed again (the
+    frame the face prior fits, not the one guessed from the hole).
 
     Args:
         image: (H, W, 3) uint8 RGB.
@@ -137,12 +178,22 @@ def hidden_face_frame(image: np.ndarray, mask: np.ndarray,
     """
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     width, height = cols[-1] + 1 - cols[0], rows[-1] + 1 - rows[0]
-    if width < HIDDEN_EYES_ASPECT * height:
-        return None
     centre_x, centre_y = (cols[0] + cols[-1] + 1) / 2, (rows[0] + rows[-1] + 1) / 2
-    for share in HIDDEN_EYES_WIDTHS:
-        side = max(1, round(width / share))
-        guess = (round(centre_x - side / 2), round(centre_y - EYES_ROW * side), side)
+    guesses = []
+    if width >= HIDDEN_EYES_ASPECT * height:  # over both eyes
+        for share in HIDDEN_EYES_WIDTHS:
+            side = max(1, round(width / share))
+            guesses.append((round(centre_x - side / 2), round(centre_y - EYES_ROW * side), side))
+    elif height >= HALF_FACE_ASPECT * width:  # over half a face: the face's axis at its left or right edge
+        for share in HALF_FACE_HEIGHTS:
+            side = max(1, round(height / share))
+            top = round(centre_y - side / 2)
+            band = (top + round(EYE_BAND[0] * side), top + round(EYE_BAND[1] * side))
+            right, left = int(cols[-1]) + 1, int(cols[0])  # the hole's edges: the face's axis at one of them
+            for axis, known in ((right, (right, right + side // 2)), (left, (left - side // 2, left))):
+                if shows_an_eye(image, mask, (*band, *known)):
+                    guesses.append((axis - side // 2, top, side))
+    for guess in guesses:
         found = confirmed_frame(image, mask, guess, complete)
         if found is not None:
             return confirmed_frame(image, mask, found, complete) or found

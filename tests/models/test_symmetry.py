@@ -107,6 +107,26 @@ def test_nothing_changes_without_a_trusted_mirror() -> None:
     assert mirror_match(face, half)[0].item() == -1.0
 
 
+def test_a_half_face_takes_the_detail_mirrored_about_the_frame_centre_when_asked() -> None:
+    side = 128
+    truth = symmetric_faces(side, [0], seed=6)  # symmetric about the frame's centre, as an aligned face
+    half = torch.zeros(1, 1, side, side)
+    half[..., :, : side // 2] = 1  # no shift can be matched (see above)
+    fill = half * gaussian_blur(truth, 4.0) + (1 - half) * truth
+    assert torch.equal(transfer_mirror_detail(fill, half, 4.0, 2.0), fill)  # axis_trust 0: as before
+    out = transfer_mirror_detail(fill, half, 4.0, 2.0, axis_trust=1.0)
+    assert torch.equal(out * (1 - half), fill * (1 - half))  # known pixels untouched
+    inside = half * face_region(fill)
+    error = lambda x: ((x - truth).abs() * inside).sum() / inside.sum()  # noqa: E731
+    assert error(out) < 0.5 * error(fill)
+    weaker = transfer_mirror_detail(fill, half, 4.0, 2.0, axis_trust=0.5)
+    torch.testing.assert_close(weaker - fill, 0.5 * (out - fill), atol=1e-5, rtol=0)  # t of eq. 4
+    not_a_face = transfer_mirror_detail(fill, half, 4.0, 2.0, face_trust=torch.zeros(1), axis_trust=1.0)
+    assert torch.equal(not_a_face, fill)
+    with pytest.raises(ValueError, match="mirror_axis_trust"):
+        MSLConfig(resolution=32, widths=(8, 16), mirror_detail=2 / 32, mirror_axis_trust=1.5)
+
+
 def test_only_the_face_region_receives_detail() -> None:
     side = 128
     face = symmetric_faces(side, [0], seed=3)

@@ -80,6 +80,9 @@ class MSLConfig:
             side where that is known (a painted-over eye gets the other eye's iris and lids); 0 = off.
         mirror_detail_ramp: Distance into the hole, as a fraction of the frame side, from which the mirror's
             detail is taken whole (nearer the hole's edge its weight falls linearly to 0).
+        mirror_axis_trust: The mirror's trust where its shift cannot be matched (half a face painted over): the
+            frame is then mirrored about its centre, the face's axis in an aligned frame (`transfer_mirror_detail`),
+            times the prior's trust in the frame; 0 = no mirror detail there (msl-face v7-v11).
         exemplar_count: Windows per part in the exemplar bank (`models/exemplars.py`, eqs. 5-6: a real eye pair's
             detail where the hole hides both eyes), cut by `scripts/fit_exemplar_bank.py`; 0 = no bank.
         exemplar_detail: σ of the exemplar-detail transfer (eq. 6 of `models/exemplars.py`) as a fraction of the
@@ -117,6 +120,7 @@ class MSLConfig:
     prior_refiner_fine_blocks: int = 0
     mirror_detail: float = 0.0
     mirror_detail_ramp: float = 0.03125
+    mirror_axis_trust: float = 0.0
     exemplar_count: int = 0
     exemplar_detail: float = 0.015625
     exemplar_ramp: float = 0.03125
@@ -148,9 +152,9 @@ class MSLConfig:
         if self.prior_refiner_fine_blocks < 0 or (self.prior_refiner_fine_blocks and not self.prior_refiner_fine):
             raise ValueError("prior_refiner_fine_blocks needs the refiner's fine level (prior_refiner_fine) and must "
                              f"be >= 0, got {self.prior_refiner_fine_blocks}")
-        if not (self.mirror_detail >= 0 and self.mirror_detail_ramp > 0):
-            raise ValueError(f"need mirror_detail >= 0 and mirror_detail_ramp > 0, got {self.mirror_detail}, "
-                             f"{self.mirror_detail_ramp}")
+        if not (self.mirror_detail >= 0 and self.mirror_detail_ramp > 0 and 0 <= self.mirror_axis_trust <= 1):
+            raise ValueError(f"need mirror_detail >= 0, mirror_detail_ramp > 0 and mirror_axis_trust in [0, 1], got "
+                             f"{self.mirror_detail}, {self.mirror_detail_ramp}, {self.mirror_axis_trust}")
         exemplars = self.exemplar_count >= 0 and self.exemplar_detail > 0 and self.exemplar_ramp > 0
         if not (exemplars and self.exemplar_contrast >= 0):
             raise ValueError(f"need exemplar_count >= 0, exemplar_detail > 0, exemplar_ramp > 0 and exemplar_contrast "
@@ -340,7 +344,7 @@ class MSLInpainter(Inpainter, config_class=MSLConfig, tags=("msl",)):
                                           config.exemplar_ramp * side, trust, config.exemplar_contrast)
         if config.mirror_detail:  # the mirrored face's detail deep inside the hole (eq. 4 of models/symmetry.py)
             out = transfer_mirror_detail(self.composite(image, mask, out), mask, config.mirror_detail * side,
-                                         config.mirror_detail_ramp * side, trust)
+                                         config.mirror_detail_ramp * side, trust, config.mirror_axis_trust)
         return out
 
     @property

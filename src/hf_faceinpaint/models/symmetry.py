@@ -8,8 +8,10 @@ mirrored and shifted by the (dy, dx) that best matches it to x itself on the kno
 
 with D a band-pass (a difference of Gaussians) and NCC the normalised cross-correlation; a pixel and its own mirror
 image (near the axis) are left out of eq. 3, where they match trivially, and a shift that matches less than
-`MIN_MATCHED` of the face region does not count (a half face painted over has no mirror to match). Then the fill's
-high frequencies are swapped for the mirrored pixels' where those are known, deep inside the hole and on the face:
+`MIN_MATCHED` of the face region does not count. A half face painted over has no shift to match: optionally
+(`axis_trust`) the frame is then mirrored about its own centre, where an aligned frame has the face's axis. Then
+the fill's high frequencies are swapped for the mirrored pixels' where those are known, deep inside the hole and on
+the face:
 
     out = x + t · w · [(s − G_σ ∗_v s) − (x − G_σ ∗ x)],                                                (4)
 
@@ -94,7 +96,8 @@ def mirror_match(frame: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor,
         mask: (B, 1, H, W), 1 = hole.
 
     Returns:
-        (ncc, dy, dx): the best NCC (B,) and its shift (B,) each, in the frame's pixels (long).
+        (ncc, dy, dx): the best NCC (B,), −1 where no shift matches `MIN_MATCHED` of the face region, and its
+        shift (B,) each, in the frame's pixels (long).
     """
     batch, side, g = frame.shape[0], frame.shape[-1], MATCH_SIDE
     small = F.interpolate(frame, size=(g, g), mode="area")  # (B, 3, g, g)
@@ -136,7 +139,7 @@ def mirror_match(frame: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor,
 
 
 def transfer_mirror_detail(filled: torch.Tensor, mask: torch.Tensor, sigma: float, ramp: float,
-                           face_trust: torch.Tensor | None = None) -> torch.Tensor:
+                           face_trust: torch.Tensor | None = None, axis_trust: float = 0.0) -> torch.Tensor:
     """Eq. 4: the fill's detail replaced by the mirrored face's, deep inside the hole where the mirror is known.
 
     Computed in float32 without autocast (bf16 separable blurs are slow on CPUs); returned in `filled`'s dtype.
@@ -147,6 +150,9 @@ def transfer_mirror_detail(filled: torch.Tensor, mask: torch.Tensor, sigma: floa
         sigma: σ of G in pixels: detail finer than this comes from the mirror.
         ramp: Distance into the hole, in pixels, from which the mirror's detail is taken whole.
         face_trust: (B,) trust in the frame being an aligned face (the face prior's), multiplied into t; None = 1.
+        axis_trust: t where eq. 3 has no shift to measure (a half face painted over: no shift matches
+            `MIN_MATCHED` of the face region): the frame is then mirrored about its own centre, the face's axis in a
+            training-style frame (`faces.FACE_CENTRE`); 0 = no mirror detail there.
 
     Returns:
         (B, 3, H, W).
@@ -160,6 +166,9 @@ def transfer_mirror_detail(filled: torch.Tensor, mask: torch.Tensor, sigma: floa
             return filled
         ncc, dys, dxs = mirror_match(x, hole)
         trust = ((ncc - TRUST_NCC[0]) / (TRUST_NCC[1] - TRUST_NCC[0])).clamp(0.0, 1.0)  # (B,)
+        unmatched = ncc <= -1.0  # no shift could be measured: the frame's own axis
+        trust = torch.where(unmatched, torch.full_like(trust, axis_trust), trust)
+        dys, dxs = dys.masked_fill(unmatched, 0), dxs.masked_fill(unmatched, 0)
         if face_trust is not None:
             trust = trust * face_trust.float()
         if not bool(trust.any()):
