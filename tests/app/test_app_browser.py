@@ -30,6 +30,8 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 TIMEOUT_MS = 90_000  # generous: the CI machine may be busy
+# Hot-pink pixels on the canvas (`_pink_pixels`) above which it shows the test's stroke, and below which it shows none
+STROKE_SHOWN, NO_STROKE = 1000, 400
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword).*")]
 
@@ -75,7 +77,8 @@ def _wait_for_new_photo(page: Any, quiet_ms: int = 1000) -> None:
     last, quiet = None, 0
     for _ in range(TIMEOUT_MS // 250):
         shot = _canvas_rgb(page)
-        settled = last is not None and np.array_equal(shot, last) and _pink_pixels(shot) < 400 and shot.std() > 20
+        settled = (last is not None and np.array_equal(shot, last) and _pink_pixels(shot) < NO_STROKE
+                   and shot.std() > 20)
         quiet, last = (quiet + 250 if settled else 0), shot
         if quiet >= quiet_ms:
             return
@@ -88,7 +91,7 @@ def _wait_for_strokes(page: Any, shown: bool) -> None:
     editor takes its value from the canvas when Inpaint is pressed, so this is what the server will receive."""
     for _ in range(TIMEOUT_MS // 250):
         count = _pink_pixels(_canvas_rgb(page))
-        if (count > 1000) if shown else (count < 400):
+        if (count > STROKE_SHOWN) if shown else (count < NO_STROKE):
             return
         page.wait_for_timeout(250)
     pytest.fail(f"the canvas {'never showed the stroke' if shown else 'still shows a stroke'} ({count} pink pixels)")
