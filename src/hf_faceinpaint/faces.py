@@ -8,17 +8,19 @@ its hole first filled by Telea so a painted-over mouth or eye does not hide the 
 the detector's box sits where it sits on the training faces.
 
 The cascade keys on the eyes: a hole that hides both of them, or one side of the face, hides the face from it,
-Telea's fill or not. Given a way to draw a face into a frame (the model's face prior, `pipeline.prior_completion`),
-such a face is found by analysis by synthesis (`hidden_face_frame`): frames are hypothesised from the hole (a hole
-over both eyes spans about their width; one over half a face about the face's height, its inner edge on the
-face's axis), each is completed with the prior's face, and a frame counts once the cascade sees a face in the
-completed photo whose own frame agrees with the hypothesis.
+Telea's fill or not; so does, often, one over the mouth or the lower face (Telea smears it into a face the cascade
+does not accept). Given a way to draw a face into a frame (the model's face prior,
+`pipeline.prior_completion`), such a face is found by analysis by synthesis (`hidden_face_frame`): frames are
+hypothesised from the hole (a hole over both eyes spans about their width; one over half a face about the face's
+height, its inner edge on the face's axis) or from the two eyes it leaves (`eye_pair_frames`), each is completed
+with the prior's face, and a frame counts once the cascade sees a face in the completed photo whose own frame
+agrees with the hypothesis.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -57,6 +59,26 @@ EYE_CASCADE = "haarcascade_eye.xml"
 EYE_BAND = (0.25, 0.65)
 EYE_SEARCH_WIDTH = 96
 MIN_EYE_FRACTION = 0.2
+# Hypotheses from the two eyes a hole leaves (`eye_pair_frames`: a hole over the nose, the mouth or the lower face, on
+# a face the cascade misses): the eye cascade is run above and beside the hole (its bounding box grown up, left and
+# right by EYE_PAIR_REACH times its shorter side), resized so that eyes of EYE_PAIR_MIN_SHARE of that side are
+# EYE_PAIR_MIN_EYE pixels wide (the smallest the cascade sees), and at most EYE_PAIR_SEARCH_SIDE pixels on its longer
+# side. Two eyes wholly on known pixels pair up when their widths are within EYE_PAIR_SIZE
+# of each other, they lie at most EYE_PAIR_TILT of their distance apart vertically, and their distance is
+# EYE_PAIR_SPACING eye widths; the frame then has their midpoint at EYE_PAIR_MID and their distance is
+# EYE_PAIR_DISTANCE of its side. Medians of the eye cascade on training-style frames (both eyes found): celebahq_eval256
+# (45 of 54 faces) midpoint (0.494, 0.475), distance 0.248, eye width 0.62 of the distance; faces128 val (146 of 200)
+# (0.492, 0.504), 0.243, 0.65. At most EYE_PAIR_GUESSES pairs, those nearest the hole first, are tried.
+EYE_PAIR_REACH = 1.5
+EYE_PAIR_MIN_SHARE = 0.25
+EYE_PAIR_MIN_EYE = 20
+EYE_PAIR_SEARCH_SIDE = 512
+EYE_PAIR_SIZE = 1.5
+EYE_PAIR_TILT = 0.3
+EYE_PAIR_SPACING = (1.2, 2.4)
+EYE_PAIR_MID = (0.49, 0.49)
+EYE_PAIR_DISTANCE = 0.245
+EYE_PAIR_GUESSES = 3
 # A frame the cascade sees in a completed photo confirms a hypothesis whose centre lies within this share of the
 # hypothesis's side of its own, and whose side is within this factor of it.
 AGREE_CENTRE = 0.15
@@ -100,6 +122,22 @@ def shows_an_eye(image: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, 
     return False
 
 
+def _searchable(image: np.ndarray, mask: np.ndarray, scale: float) -> tuple[np.ndarray, tuple[int, int]]:
+    """What the cascades search: the photo resized by `scale` (area), its hole filled by Telea, in equalised grey.
+
+    Returns:
+        ((h, w) uint8, (w, h)).
+    """
+    height, width = mask.shape
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    image = np.ascontiguousarray(image)  # a crop of a photo is a view
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA) if scale < 1 else image
+    hole = cv2.resize(mask.view(np.uint8), size, interpolation=cv2.INTER_AREA) if scale < 1 else mask
+    hole = (np.asarray(hole) > 0).astype(np.uint8)
+    filled = cv2.inpaint(small, hole, 3, cv2.INPAINT_TELEA) if hole.any() else small
+    return cv2.equalizeHist(cv2.cvtColor(filled, cv2.COLOR_RGB2GRAY)), size
+
+
 def detect_faces(image: np.ndarray, mask: np.ndarray) -> list[tuple[int, int, int]]:
     """Frontal faces in a photo whose hole is first filled by Telea.
 
@@ -110,14 +148,8 @@ def detect_faces(image: np.ndarray, mask: np.ndarray) -> list[tuple[int, int, in
     Returns:
         (left, top, side) of each face's square box in the photo's pixels, most confident first.
     """
-    height, width = mask.shape
-    scale = min(1.0, DETECT_SIDE / max(height, width))
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA) if scale < 1 else image
-    hole = cv2.resize(mask.view(np.uint8), size, interpolation=cv2.INTER_AREA) if scale < 1 else mask
-    hole = (np.asarray(hole) > 0).astype(np.uint8)
-    filled = cv2.inpaint(np.ascontiguousarray(small), hole, 3, cv2.INPAINT_TELEA) if hole.any() else small
-    gray = cv2.equalizeHist(cv2.cvtColor(filled, cv2.COLOR_RGB2GRAY))
+    scale = min(1.0, DETECT_SIDE / max(mask.shape))
+    gray, size = _searchable(image, mask, scale)
     least = max(24, round(MIN_FACE_FRACTION * min(size)))
     boxes, _, weights = _detector().detectMultiScale3(
         gray, scaleFactor=1.1, minNeighbors=5, minSize=(least, least), outputRejectLevels=True)
@@ -163,10 +195,11 @@ def hidden_face_frame(image: np.ndarray, mask: np.ndarray,
 
     A band-shaped hole (at least `HIDDEN_EYES_ASPECT` times as wide as tall) is taken for one over both eyes and
     gets the hypotheses of `HIDDEN_EYES_WIDTHS`; a tall one (at least `HALF_FACE_ASPECT` times as tall as wide) for
-    one over half a face, with those of `HALF_FACE_HEIGHTS` whose known half shows an eye (`shows_an_eye`); any
-    other hole gets None. Each hypothesis in turn is completed by `complete`; the first the cascade confirms
-    (`confirmed_frame`) is completed once more in the frame the cascade saw, which is kept when confirmed again (the
-    frame the face prior fits, not the one guessed from the hole).
+    one over half a face, with those of `HALF_FACE_HEIGHTS` whose known half shows an eye (`shows_an_eye`). Where
+    none of these is confirmed, any hole gets the frames of the eye pairs it leaves (`eye_pair_frames`). Each
+    hypothesis in turn is completed by `complete`; the first the cascade confirms (`confirmed_frame`) is completed
+    once more in the frame the cascade saw, which is kept when confirmed again (the frame the face prior fits, not
+    the one guessed from the hole).
 
     Args:
         image: (H, W, 3) uint8 RGB.
@@ -193,11 +226,59 @@ def hidden_face_frame(image: np.ndarray, mask: np.ndarray,
             for axis, known in ((right, (right, right + side // 2)), (left, (left - side // 2, left))):
                 if shows_an_eye(image, mask, (*band, *known)):
                     guesses.append((axis - side // 2, top, side))
-    for guess in guesses:
+
+    def hypotheses() -> Iterator[tuple[int, int, int]]:
+        yield from guesses
+        yield from eye_pair_frames(image, mask)  # searched only once the hole's shape gave no face
+
+    for guess in hypotheses():
         found = confirmed_frame(image, mask, guess, complete)
         if found is not None:
             return confirmed_frame(image, mask, found, complete) or found
     return None
+
+
+def eye_pair_frames(image: np.ndarray, mask: np.ndarray) -> list[tuple[int, int, int]]:
+    """Frames hypothesised from the pairs of eyes a hole leaves (`EYE_PAIR_MID`, `EYE_PAIR_DISTANCE`).
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        mask: (H, W) bool, True = hole; must contain a hole pixel.
+
+    Returns:
+        (left, top, side) in the photo's pixels, each holding part of the hole: at most `EYE_PAIR_GUESSES`, the
+        frame whose centre lies nearest the hole's first.
+    """
+    width = mask.shape[1]
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    centre_y, centre_x = (rows[0] + rows[-1] + 1) / 2, (cols[0] + cols[-1] + 1) / 2
+    shorter = min(rows[-1] + 1 - rows[0], cols[-1] + 1 - cols[0])
+    reach = round(EYE_PAIR_REACH * shorter)
+    top, bottom = max(int(rows[0]) - reach, 0), int(rows[-1]) + 1  # the eyes lie above the hole or beside it
+    left, right = max(int(cols[0]) - reach, 0), min(int(cols[-1]) + 1 + reach, width)
+    scale = min(1.0, EYE_PAIR_MIN_EYE / (EYE_PAIR_MIN_SHARE * shorter),
+                EYE_PAIR_SEARCH_SIDE / max(bottom - top, right - left))
+    gray, _ = _searchable(image[top:bottom, left:right], mask[top:bottom, left:right], scale)
+    hole = mask[top:bottom, left:right]
+    eyes = []  # (x, y, width) of each eye wholly on known pixels, in the photo's pixels
+    for x, y, w, h in _detector(EYE_CASCADE).detectMultiScale(gray, scaleFactor=1.1, minNeighbors=3,
+                                                              minSize=(EYE_PAIR_MIN_EYE, EYE_PAIR_MIN_EYE)):
+        if not hole[int(y / scale) : int((y + h) / scale) + 1, int(x / scale) : int((x + w) / scale) + 1].any():
+            eyes.append((left + (x + w / 2) / scale, top + (y + h / 2) / scale, w / scale))
+    guesses = []
+    for i, first in enumerate(eyes):
+        for second in eyes[i + 1 :]:
+            (xa, ya, wa), (xb, yb, wb) = first, second
+            distance = math.hypot(xb - xa, yb - ya)
+            if (max(wa, wb) > EYE_PAIR_SIZE * min(wa, wb) or abs(yb - ya) > EYE_PAIR_TILT * distance
+                    or not EYE_PAIR_SPACING[0] <= 2 * distance / (wa + wb) <= EYE_PAIR_SPACING[1]):
+                continue
+            side = max(1, round(distance / EYE_PAIR_DISTANCE))
+            frame = (round((xa + xb) / 2 - EYE_PAIR_MID[0] * side), round((ya + yb) / 2 - EYE_PAIR_MID[1] * side), side)
+            if mask[max(frame[1], 0) : frame[1] + side, max(frame[0], 0) : frame[0] + side].any():
+                offset = math.hypot(frame[0] + side / 2 - centre_x, frame[1] + side / 2 - centre_y) / side
+                guesses.append((offset, frame))
+    return [frame for _, frame in sorted(guesses)[:EYE_PAIR_GUESSES]]
 
 
 def confirmed_frame(image: np.ndarray, mask: np.ndarray, frame: tuple[int, int, int],
