@@ -33,7 +33,7 @@ from PIL import Image
 from hf_faceinpaint import ClassicInpainter, inpaint, list_presets
 from hf_faceinpaint.images import example_image_path, example_mask_path
 from hf_faceinpaint.models.registry import from_preset, preset_config, resolve_model
-from hf_faceinpaint.pipeline import bf16_is_fast, uses_bf16
+from hf_faceinpaint.precision import bf16_is_fast, uses_bf16
 from hf_faceinpaint.profiling import count_parameters, gflops_per_image
 
 SHARED = Path(os.environ.get("HF_FACEINPAINT_SHARED", Path(__file__).resolve().parents[2] / "shared"))

@@ -1,9 +1,9 @@
-"""Cut the exemplar bank (`hf_faceinpaint.models.exemplars`): grey eye-pair windows of training faces.
+"""Cut the exemplar bank (`hf_faceinpaint.face.exemplars`): grey eye-pair windows of training faces.
 
     python scripts/fit_exemplar_bank.py "../shared/data/faces128/train-*.parquet" runs/exemplars.safetensors \
         [--count 256] [--keep 0.5] [--max-axis 0.8] [--seed 0]
 
-Every readable face is decoded at the bank's side (128²) and its grey window of each part of `PART_WINDOWS` cut.
+Every readable face is decoded at the bank's side (128²) and its grey window of each part of `WINDOWS` cut.
 Only typical, plain windows are kept:
 - typical: their normalised correlation with the mean window is in the top --keep share (this drops the oddest
   windows: hair or hands over the eyes, closed or turned eyes, badly aligned crops and some of the glasses);
@@ -14,7 +14,7 @@ Only typical, plain windows are kept:
   about 15 without.
 Windows with glasses make poor detail for somebody else's face: eq. 6 draws their rims. --count of the kept windows,
 drawn at random with --seed, are written as uint8 (their mirror images are used at inference, so a bank of N
-windows offers 2N). Add the file to a model with `scripts/export_shipped_model.py CHECKPOINT --exemplars FILE`.
+windows offers 2N). Add the file to a model with `scripts/export_shipped_model.py msl-face --exemplars FILE`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from hf_faceinpaint.data import DatasetSpecError, FaceStream, open_dataset
 from hf_faceinpaint.io import save_safetensors_atomic
-from hf_faceinpaint.models.exemplars import BANK_SIDE, PART_CORES, PART_WINDOWS, cut_windows, window_box
+from hf_faceinpaint.face.exemplars import BANK_SIDE, CORES, WINDOWS, cut_windows, window_box
 
 # The columns of the face's vertical axis (the nose bridge between the eyes), fractions of the frame side: plain skin
 # on a bare face; the bridge and rims of glasses, hair or a hand on others.
@@ -51,9 +51,9 @@ def detail(windows: torch.Tensor) -> torch.Tensor:
 
 
 def core_slices(part: str) -> tuple[slice, slice]:
-    """The rows and columns of `part`'s core (`PART_CORES`) in its bank windows."""
+    """The rows and columns of `part`'s core (`CORES`) in its bank windows."""
     top, _, left, _ = window_box(part, BANK_SIDE)
-    core_top, core_bottom, core_left, core_right = (round(edge * BANK_SIDE) for edge in PART_CORES[part])
+    core_top, core_bottom, core_left, core_right = CORES[part].pixels(BANK_SIDE)
     return slice(core_top - top, core_bottom - top), slice(core_left - left, core_right - left)
 
 
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     faces = torch.stack([((image + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
                          for image, _ in FaceStream(dataset, column, BANK_SIDE)])  # (M, 3, 128, 128)
-    windows = {part: cut_windows(faces, part) for part in PART_WINDOWS}  # (M, 1, h, w) each
+    windows = {part: cut_windows(faces, part) for part in WINDOWS}  # (M, 1, h, w) each
     typical = typicality(windows)  # (M,)
     pool = typical.argsort(descending=True)[: round(args.keep * len(faces))]
     plain = torch.stack([axis_share(window, part) for part, window in windows.items()]).amax(dim=0)  # (M,)
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     metadata = {"faces": str(len(faces)), "seed": str(args.seed), "keep": str(args.keep),
                 "max_axis": str(args.max_axis), "dataset": args.dataset}
     save_safetensors_atomic(bank, args.out, metadata=metadata)
-    print(f"{args.count} of {len(faces)} faces ({len(pool)} typical) -> {', '.join(PART_WINDOWS)} windows in "
+    print(f"{args.count} of {len(faces)} faces ({len(pool)} typical) -> {', '.join(WINDOWS)} windows in "
           f"{args.out} in {time.perf_counter() - start:.0f} s")
     return 0
 

@@ -1,11 +1,11 @@
-"""Fit the gappy-PCA face prior (`hf_faceinpaint.models.prior`) on aligned training faces.
+"""Fit the gappy-PCA face prior (`hf_faceinpaint.face.prior`) on aligned training faces.
 
     python scripts/fit_face_prior.py "../shared/data/faces128/train-*.parquet" runs/face-prior.safetensors \
         [--size 64] [--components 300]
 
 Every readable face is resized to size² (bicubic), mirrored too, and the leading principal components are found by
-randomised SVD (about 50 s for the 18,251 faces128 training faces at 64² on 2 CPU cores). Train with
-`--prior-weights` pointing at the file; the model then carries the prior in its own weights.
+randomised SVD (about 50 s for the 18,251 faces128 training faces at 64² on 2 CPU cores). Train the draft's refiner
+on it with `train.py --model pca-refiner-128 --prior-weights FILE`; the draft then carries the PCA in its weights.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 import torch
 
 from hf_faceinpaint.data import DatasetSpecError, FaceStream, open_dataset
-from hf_faceinpaint.models.prior import fit_pca, save_fit
+from hf_faceinpaint.face.prior import fit_pca, save_fit
 
 
 def main(argv: list[str] | None = None) -> int:

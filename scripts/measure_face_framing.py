@@ -1,10 +1,10 @@
-"""Measure where the face detector's box lies on training-style faces: the numbers behind `faces.FACE_CENTRE` and
-`faces.FACE_WIDTH`.
+"""Measure where the face detector's box lies on training-style faces: the numbers behind `face.geometry.DETECTOR_CENTRE`
+and `DETECTOR_WIDTH`.
 
     python scripts/measure_face_framing.py ../shared/data/faces128/val-00000.parquet ../shared/data/celebahq_eval256
 
 Each set's faces are upsampled to 256² (the cascade needs faces of a few dozen pixels), searched with
-`faces.detect_faces` (no hole), and the most confident box is kept. Prints, per set, how many faces were found and
+`face.framing.detect_faces` (no hole), and the most confident box is kept. Prints, per set, how many faces were found and
 the 10th / 50th / 90th percentiles of the box's centre (x, y) and width as fractions of the frame side.
 """
 
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from hf_faceinpaint.data import load_fixed_set
-from hf_faceinpaint.faces import detect_faces
+from hf_faceinpaint.face.framing import detect_faces
 
 SIDE = 256
 

@@ -6,7 +6,6 @@ Writes, through a temporary folder renamed into place:
   - `train-000NN-of-000MM.parquet`: every faces128 training face re-encoded as WebP (`--quality`), in `--shards`
     shards (so DataLoader workers and processes each get whole files), columns `image` {bytes, path}, `source`, `id`;
   - `val-00000.parquet`: the validation faces, the same way;
-  - `face-prior.safetensors`: the gappy-PCA face prior fitted on the packed training faces (float16);
   - `vgg16-pool3.safetensors`: the first seven convs of the VGG16 stand-in (all that the pool1-pool3 perceptual and
     style losses use), float16.
 It prints the count, the size and the PSNR of the re-encoded faces against the originals. The faces stay under
@@ -25,12 +24,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 from PIL import Image
 
-from hf_faceinpaint.data import decode_face
 from hf_faceinpaint.io import atomic_path, read_state_dict, save_safetensors_atomic
-from hf_faceinpaint.models.prior import fit_pca, save_fit
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 VGG_POOL3_CONVS = 15  # features.0 .. features.14: conv1_1 .. conv3_3
@@ -71,7 +67,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vgg-weights", default=str(SHARED / "weights" / "vgg16_hed" / "vgg16_features.safetensors"))
     parser.add_argument("--quality", type=int, default=82, help="WebP quality (default 82)")
     parser.add_argument("--shards", type=int, default=16, help="training shards (default 16)")
-    parser.add_argument("--prior-components", type=int, default=100, help="face prior components (default 100)")
     parser.add_argument("--max-mib", type=float, default=48.0, help="refuse a pack of faces larger than this")
     parser.add_argument("--limit", type=int, default=0, help="pack only the first N training faces (dry runs)")
     args = parser.parse_args(argv)
@@ -81,9 +76,6 @@ def main(argv: list[str] | None = None) -> int:
         vgg = read_state_dict(args.vgg_weights, "VGG16 weights")
     except (FileNotFoundError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
-    if len(train) <= args.prior_components:
-        print(f"error: {len(train)} training faces cannot give {args.prior_components} prior components", file=sys.stderr)
         return 2
     out = Path(args.out)
     try:
@@ -96,9 +88,6 @@ def main(argv: list[str] | None = None) -> int:
             faces_mib = sum(f.stat().st_size for f in tmp.glob("*.parquet")) / 2**20
             if faces_mib > args.max_mib:
                 raise ValueError(f"the faces take {faces_mib:.1f} MiB, over --max-mib {args.max_mib}: lower --quality")
-            faces = torch.stack([decode_face(row["image"], 64) for row in train])  # the prior is fitted on the pack
-            mean, basis, variance = fit_pca(faces, args.prior_components)
-            save_fit(tmp / "face-prior.safetensors", mean.half(), basis.half(), variance, faces=str(len(train)), size="64")
             convs = {k: v.half() for k, v in vgg.items() if k.startswith("features.") and int(k.split(".")[1]) < VGG_POOL3_CONVS}
             save_safetensors_atomic(convs, tmp / "vgg16-pool3.safetensors")
     except ValueError as err:
@@ -107,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     total = sum(f.stat().st_size for f in out.iterdir()) / 2**20
     print(f"{len(train)} training + {len(val)} validation faces, WebP q{args.quality}: {faces_mib:.1f} MiB "
           f"(PSNR against the originals: mean {np.mean(train_psnr + val_psnr):.2f} dB, lowest "
-          f"{np.min(train_psnr + val_psnr):.2f} dB); with the face prior and VGG16 pool3 stack {total:.1f} MiB in {out}")
+          f"{np.min(train_psnr + val_psnr):.2f} dB); with the VGG16 pool3 stack {total:.1f} MiB in {out}")
     return 0
 
 

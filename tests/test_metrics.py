@@ -28,7 +28,7 @@ from hf_faceinpaint.metrics import (
     psnr,
     ssim,
 )
-from hf_faceinpaint.models.hub import CheckpointError
+from hf_faceinpaint.hub import CheckpointError
 from hf_faceinpaint.models.vgg import VGG16Features, load_vgg16
 
 # tests/test_metrics.py -> parents[1] is the repository, ../shared sits beside it.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -10,23 +11,17 @@ import pytest
 import torch
 from PIL import Image, ImageCms
 
-from hf_faceinpaint import ClassicInpainter, MSLInpainter
+from hf_faceinpaint import ClassicInpainter, MSLInpainter, legacy
+from hf_faceinpaint.components import COMPONENTS
+from hf_faceinpaint.face import geometry
+from hf_faceinpaint.face.base import DetailStage, Draft
+from hf_faceinpaint.face.draft import GappyPCADraft
+from hf_faceinpaint.face.exemplars import ExemplarDetail
+from hf_faceinpaint.io import save_safetensors_atomic
 from hf_faceinpaint.models.registry import load_model
 from hf_faceinpaint.images import example_image_path, example_mask_path, image_array, load_image, load_mask
-from hf_faceinpaint import pipeline
-from hf_faceinpaint.pipeline import (
-    FRAME_BAND,
-    crop_box,
-    edge_weights,
-    extract_crop,
-    face_frames,
-    fill_hole,
-    hole_window,
-    inpaint,
-    inpaint_arrays,
-    network_autocast,
-    resize_mask,
-)
+from hf_faceinpaint.pipeline import FaceInpaintPipeline, inpaint, inpaint_arrays
+from hf_faceinpaint.working import extract_crop
 
 
 @pytest.fixture(scope="module")
@@ -75,44 +70,6 @@ def test_input_modes_keep_outside_pixels(tmp_path: Path, mode: str, tiny: MSLInp
     _assert_only_hole_changed(inpaint(tmp_path / "x.png", mask, model=tiny), expected, mask)
 
 
-def test_crop_box_is_square_around_the_hole_and_inside_the_image() -> None:
-    mask = np.zeros((400, 600), bool)
-    mask[100:140, 300:360] = True  # hole 60 wide, 40 high
-    assert crop_box(mask, min_side=0) == (270, 60, 120)  # side 2 × 60, centred on the hole
-    assert crop_box(mask, min_side=240) == (210, 0, 240)  # wider context, shifted down into the image
-    mask[:] = False
-    mask[395:, 590:] = True  # in the corner: the square is pushed back inside
-    assert crop_box(mask, min_side=100) == (500, 300, 100)
-
-
-def test_crop_box_sticks_out_only_along_a_short_axis() -> None:
-    mask = np.zeros((1000, 50), bool)
-    mask[500:530, 10:40] = True
-    left, top, side = crop_box(mask, min_side=30)
-    assert side == 60 and top == 485 and left == -5  # wider than the image: covers it, centred on the hole
-    mask = np.zeros((1000, 50), bool)
-    mask[100:900, 20:30] = True  # tall hole: the side is capped at the image's longer side
-    assert crop_box(mask, min_side=0) == (-475, 0, 1000)
-
-
-def test_extract_crop_reflects_and_fill_hole_puts_it_back() -> None:
-    photo = _photo(20, 8)
-    box = (-3, 5, 12)
-    crop = extract_crop(photo, box)
-    assert crop.shape == (12, 12, 3)
-    np.testing.assert_array_equal(crop[:, 3:11], photo[5:17])
-    np.testing.assert_array_equal(crop[:, 2], photo[5:17, 1])  # reflected column
-    hole = np.zeros((20, 8), bool)
-    hole[6:9, 2:4] = True
-    out = fill_hole(photo, 255 - crop, hole, left=-3, top=5)
-    np.testing.assert_array_equal(out[hole], 255 - photo[hole])
-    np.testing.assert_array_equal(out[~hole], photo[~hole])
-    assert hole_window(hole) == (6, 2, 9, 4) and hole_window(hole, 3) == (3, 0, 12, 7)
-    hole[0, 0] = True  # above the patch
-    with pytest.raises(ValueError, match="outside the filled patch"):
-        fill_hole(photo, crop, hole, left=-3, top=5)
-
-
 def test_classic_methods_fill_a_window_with_the_whole_frames_result() -> None:
     photo, hole = _photo(90, 120), np.zeros((90, 120), bool)
     hole[30:50, 40:47] = hole[60:62, 70:100] = True
@@ -122,45 +79,20 @@ def test_classic_methods_fill_a_window_with_the_whole_frames_result() -> None:
         np.testing.assert_array_equal(inpaint_arrays(model, [photo], [hole])[0], np.where(hole[..., None], whole, photo))
 
 
-@pytest.mark.parametrize(("source", "side"), [(300, 128), (60, 128), (128, 128)])
-def test_resize_mask_keeps_every_hole_pixel(source: int, side: int) -> None:
-    mask = np.zeros((source, source), bool)
-    mask[source // 2, source // 3] = True  # a single pixel must survive downscaling
-    small = resize_mask(mask, side)
-    assert small.shape == (side, side) and small.any()
-    y, x = np.nonzero(small)
-    scale = side / source
-    assert y.min() <= (source // 2) * scale <= y.max() + 1 and x.min() <= (source // 3) * scale <= x.max() + 1
-
-
-def test_edge_weights_ramp_from_the_frames_edges_inside_the_photo() -> None:
-    side = 64
-    band = round(FRAME_BAND * side)  # 8
-    weights = edge_weights((100, 120), (20, 10, side))  # over the frame: rows 10-73, columns 20-83
-    assert weights.shape == (side, side) and weights.dtype == np.float32
-    np.testing.assert_array_equal(weights[band:-band, band:-band], 1.0)
-    row = weights[32, : band + 1]  # from the left edge inwards: (0.5, 1.5, ...) / band, then 1
-    np.testing.assert_allclose(row, np.append((np.arange(band) + 0.5) / band, 1.0), rtol=1e-6)
-    np.testing.assert_allclose(weights[32, -band - 1 :][::-1], row, rtol=1e-6)  # symmetric at the right
-    np.testing.assert_array_equal(weights, weights.T)
-    # an edge on the photo's border (or beyond it) needs no band: nothing is filled past it
-    flush = edge_weights((100, 120), (-5, 0, side))  # rows 0-63, columns 0-58
-    assert flush.shape == (side, side - 5)
-    np.testing.assert_array_equal(flush[: side - band, : side - 5 - band], 1.0)
-    assert 0 < flush[30, -1] < 1 and 0 < flush[-1, 30] < 1
-
-
 def test_a_hole_on_a_face_is_completed_in_the_faces_frame(tiny: MSLInpainter) -> None:
     photo = image_array(load_image(example_image_path()))  # 512², larger than the working frame
     mask = load_mask(example_mask_path(), (512, 512))  # mouth and cheeks, running out of the face's frame
-    (frame,) = face_frames([photo], [mask])
+    pipeline = FaceInpaintPipeline.around(tiny)
+    face, rest = pipeline.plan(0, photo, mask, True, {})  # the face's frame, then the rest of the hole
+    frame = face.frame
+    assert face.face and not rest.face  # the stages run on the face only
     left, top, side = frame
     assert 0 <= left and 0 <= top and left + side <= 512 and top + side <= 512
     result = inpaint_arrays(tiny, [photo], [mask])[0]
     np.testing.assert_array_equal(result[~mask], photo[~mask])
     # inside the frame, away from its edges, the fill is the one the frame alone gets (as a photo seen whole)
     alone = inpaint_arrays(tiny, [extract_crop(photo, frame)], [extract_crop(mask, frame)])[0]
-    band = round(FRAME_BAND * side)
+    band = round(pipeline.config.frame_band * side)
     inner = np.s_[top + band : top + side - band, left + band : left + side - band]
     np.testing.assert_array_equal(result[inner], alone[band:-band, band:-band])
     # without face framing the hole is cropped around, as before
@@ -168,7 +100,8 @@ def test_a_hole_on_a_face_is_completed_in_the_faces_frame(tiny: MSLInpainter) ->
     np.testing.assert_array_equal(unframed[~mask], photo[~mask])
     assert not np.array_equal(unframed[inner], result[inner])
     # a photo the network sees whole is not framed
-    assert face_frames([photo[::2, ::2]], [mask[::2, ::2]]) == [None]
+    (whole,) = pipeline.plan(0, photo[::2, ::2], mask[::2, ::2], True, {})
+    assert whole.frame is None and whole.box == (0, 0, 256)
 
 
 def test_list_input_matches_one_by_one(tiny: MSLInpainter) -> None:
@@ -201,17 +134,6 @@ def test_dtype_selection(dtype: torch.dtype) -> None:
     result = inpaint(photo, mask, model=model, dtype=dtype)
     assert next(model.parameters()).dtype == dtype and not model.training
     _assert_only_hole_changed(result, photo, mask)
-
-
-@pytest.mark.parametrize(("precision", "fast", "expected"),
-                         [("auto", True, True), ("auto", False, False), ("bf16", False, True), ("fp32", True, False)])
-def test_precision_picks_bf16_autocast_where_the_hardware_is_fast(
-        monkeypatch: pytest.MonkeyPatch, precision: str, fast: bool, expected: bool) -> None:
-    monkeypatch.setattr(pipeline, "bf16_is_fast", lambda device: fast)
-    with network_autocast(torch.zeros(1), precision):
-        assert torch.is_autocast_enabled("cpu") == expected
-    with network_autocast(torch.zeros(1, dtype=torch.float64), precision):  # only a float32 network is autocast
-        assert not torch.is_autocast_enabled("cpu")
 
 
 @pytest.mark.slow  # bf16 is emulated, and slow, on CPUs without bf16 units
@@ -253,3 +175,113 @@ def test_icc_profile_is_carried(tmp_path: Path, method: str, tiny: MSLInpainter)
     result = inpaint(tmp_path / "x.png", _hole(50, 40), model=tiny if method == "tiny" else method)
     assert result.info["icc_profile"] == icc
     assert "icc_profile" not in inpaint(_photo(50, 40), _hole(50, 40), model="telea").info
+
+
+def _demo() -> tuple[np.ndarray, np.ndarray]:
+    photo = image_array(load_image(example_image_path()))
+    return photo, load_mask(example_mask_path(), (photo.shape[1], photo.shape[0]))
+
+
+def test_a_pipeline_with_another_draft_is_built_from_its_config_alone(tmp_path: Path) -> None:
+    """The PCA without its refiner as the draft: only config.json says so; the network and the stages are msl-face's,
+    unchanged, and they run on the new draft's face."""
+    shipped = load_model("msl-face")
+    values = shipped.config_dict()
+    values["draft"] = {**values["draft"], "refiner_width": 0, "refiner_fine": False}
+    (tmp_path / "config.json").write_text(json.dumps(values))
+    state = {key: value for key, value in shipped.state_dict().items() if not key.startswith("draft.refiner.")}
+    save_safetensors_atomic(state, tmp_path / "model.safetensors")
+    pipeline = load_model(str(tmp_path))
+    assert type(pipeline.draft) is GappyPCADraft and pipeline.draft.refiner is None
+    assert pipeline.config_dict() == values and list(pipeline.stages) == list(shipped.stages)
+    drawn, seen = [], []
+    pipeline.draft.register_forward_hook(lambda module, args, output: drawn.append(output))
+    for stage in pipeline.stages.values():
+        stage.register_forward_pre_hook(lambda module, args: seen.append(args[2]))
+    photo, mask = _demo()
+    result = inpaint_arrays(pipeline, [photo], [mask])[0]
+    assert len(drawn) == 1 and len(seen) == len(pipeline.stages)
+    assert all(torch.equal(draft.face, drawn[0].face) for draft in seen)
+    np.testing.assert_array_equal(result[~mask], photo[~mask])
+    assert not np.array_equal(result, inpaint_arrays(shipped, [photo], [mask])[0])  # the refiner's face is gone
+
+
+@pytest.mark.parametrize("name", sorted(n for n, c in COMPONENTS.items() if issubclass(c, DetailStage)))
+def test_every_stage_changes_the_hole_only(name: str) -> None:
+    side = 128
+    generator = torch.Generator().manual_seed(0)
+    face = torch.rand(1, 3, side, side, generator=generator) * 2 - 1
+    filled = (face + face.flip(-1)) / 2  # a mirror-symmetric frame: every stage has something to do
+    mask = torch.zeros(1, 1, side, side)
+    top, bottom, left, right = geometry.PARTS["eyes"].pixels(side)
+    mask[..., top:bottom, left:right] = 1
+    stage = COMPONENTS[name]()
+    if isinstance(stage, ExemplarDetail):
+        stage.eyes.random_(0, 256, generator=generator)
+    out = stage(filled, mask, Draft(torch.zeros_like(filled), torch.ones(1)))
+    assert torch.equal(out * (1 - mask), filled * (1 - mask)) and not torch.equal(out, filled)
+
+
+def test_the_search_drafts_each_frame_once_and_the_face_pass_reuses_its_draft(eyes_painted_over) -> None:
+    pipeline = load_model("msl-face")
+    calls = []
+    hook = pipeline.draft.register_forward_hook(lambda module, args, output: calls.append(args[0].shape[0]))
+    try:
+        photo, mask = eyes_painted_over
+        drafts: dict = {}
+        passes = pipeline.plan(0, photo.copy(), mask, True, drafts)
+        assert passes[0].frame is not None and len(calls) == len(drafts)  # every hypothesis drafted once, and kept
+        searched = len(calls)
+        pipeline.complete([photo.copy()], [p for p in passes if p.face], 8, "auto", drafts)
+        assert len(calls) == searched + ((0, passes[0].frame) not in drafts)  # the face pass reuses a kept draft
+    finally:
+        hook.remove()
+
+
+LEGACY_CONFIG = Path(__file__).parent / "fixtures" / "msl-face-v12-config.json"  # msl-face v12's config.json
+
+
+def _legacy_folder(folder: Path, basis_as_float: bool = False) -> None:
+    """msl-face as v12 wrote it (one flat MSLConfig, the prior under prior., the bank under exemplars.); with
+    `basis_as_float`, the basis as v1-v7 stored it."""
+    shipped = load_model("msl-face")
+    inverse = legacy.pipeline_state({key: key for key in _old_keys(shipped)})  # today's key -> v12's
+    state = {inverse[key]: value.half() if value.is_floating_point() else value
+             for key, value in shipped.state_dict().items()}
+    if basis_as_float:
+        codes, scale = state.pop("prior.basis_codes"), state.pop("prior.basis_scale")
+        state["prior.basis"] = (codes.float() * scale.float()[:, None]).half()
+    folder.mkdir()
+    save_safetensors_atomic(state, folder / "model.safetensors")
+    (folder / "config.json").write_text(LEGACY_CONFIG.read_text())
+
+
+def _old_keys(pipeline: FaceInpaintPipeline) -> list[str]:
+    """The keys v12 wrote for `pipeline`'s state."""
+    def old(key: str) -> str:
+        for new, previous in (("draft.pca.", "prior."), ("draft.refiner.", "prior.refiner."),
+                              ("stages.exemplars.", "exemplars."), ("network.", "")):
+            if key.startswith(new):
+                return previous + key.removeprefix(new)
+        raise AssertionError(key)
+
+    return [old(key) for key in pipeline.state_dict()]
+
+
+@pytest.mark.parametrize("basis_as_float", [False, True])
+def test_folders_of_msl_face_v1_to_v12_still_load(tmp_path: Path, basis_as_float: bool) -> None:
+    _legacy_folder(tmp_path / "v12", basis_as_float)
+    old, shipped = load_model(str(tmp_path / "v12")), load_model("msl-face")
+    assert isinstance(old, FaceInpaintPipeline) and old.config_dict() == shipped.config_dict()
+    for (key, a), b in zip(old.state_dict().items(), shipped.state_dict().values()):
+        assert torch.equal(a, b) or basis_as_float and key.startswith("draft.pca.basis_"), key
+    # a float basis is encoded again on load: the same basis within float16's rounding
+    torch.testing.assert_close(old.draft.pca.basis, shipped.draft.pca.basis, rtol=0, atol=2e-4)
+    # v1: the network alone, saved before the class name was written
+    network = json.loads(LEGACY_CONFIG.read_text())
+    v1 = {key: network[key] for key in ("attention_patch_size", "attention_rate", "attention_softmax_scale",
+                                        "convs_per_level", "discriminator_widths", "kernel_sizes", "resolution",
+                                        "se_reduction", "use_semantic_learning", "widths")}
+    shipped.network.save_pretrained(tmp_path / "v1")
+    (tmp_path / "v1" / "config.json").write_text(json.dumps(v1))
+    assert type(load_model(str(tmp_path / "v1"))) is MSLInpainter

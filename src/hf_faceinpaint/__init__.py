@@ -12,7 +12,7 @@ from .models import (
     list_presets,
     load_model,
 )
-from .pipeline import inpaint
+from .pipeline import FaceInpaintPipeline, PipelineConfig, inpaint
 
 __version__ = "0.1.0"
 
@@ -20,9 +20,11 @@ __all__ = [
     "DEFAULT_MODEL",
     "CheckpointError",
     "ClassicInpainter",
+    "FaceInpaintPipeline",
     "MSLConfig",
     "MSLInpainter",
     "PatchDiscriminator",
+    "PipelineConfig",
     "TwoStageConfig",
     "TwoStageInpainter",
     "__version__",

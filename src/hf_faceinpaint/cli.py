@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 import warnings
-from dataclasses import asdict
 from pathlib import Path
 
 from PIL import Image
@@ -17,9 +16,10 @@ from .devices import parse_device
 from .evaluation.command import add_evaluate_command
 from .images import example_image_path, example_mask_path, image_format, save_image
 from .models.classic import ClassicInpainter
-from .models.hub import CheckpointError
+from .hub import CheckpointError
 from .models.registry import DEFAULT_MODEL, ResolvedModel, resolve_model
-from .pipeline import PRECISIONS, inpaint
+from .pipeline import inpaint
+from .precision import PRECISIONS
 from .profiling import count_parameters, gflops_per_image
 
 # Errors that mean bad input or a bad checkpoint: reported as one "error: ..." line, exit status 2.
@@ -138,11 +138,12 @@ def _run_info(args: argparse.Namespace) -> None:
     if isinstance(model, ClassicInpainter):
         print("config:", json.dumps({"method": model.method, "radius": model.radius}, indent=2), sep="\n")
         return
-    resolution = model.config.resolution
+    network = getattr(model, "network", model)  # a pipeline's network, or the network itself
+    resolution = network.config.resolution
     print(f"class: {type(model).__name__}")
-    print("config:", json.dumps(asdict(model.config), sort_keys=True, indent=2), sep="\n")
-    print(f"parameters: {count_parameters(model):,}")
-    print(f"GFLOPs per image ({resolution}×{resolution}): {gflops_per_image(model, resolution):.2f}")
+    print("config:", json.dumps(model.config_dict(), sort_keys=True, indent=2), sep="\n")
+    print(f"parameters: {count_parameters(model):,} ({count_parameters(network):,} in the network)")
+    print(f"network GFLOPs per image ({resolution}×{resolution}): {gflops_per_image(network, resolution):.2f}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -37,7 +37,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .images import load_image, load_mask, save_image, too_large_hole
 from .models.classic import CLASSIC_METHODS
-from .models.hub import CheckpointError
+from .hub import CheckpointError
 from .models.registry import DEFAULT_MODEL, SHIPPED, Inpainter, load_model, method_label, shipped_checkpoint
 from .pipeline import inpaint
 

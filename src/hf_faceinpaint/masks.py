@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from .face import geometry
+
 Size = Union[int, tuple[int, int]]
 Bucket = tuple[float, float]
 
@@ -320,24 +322,13 @@ def random_rectangle_mask(
     return mask
 
 
-#: Face-part boxes on an aligned face frame, as fractions (top, bottom, left, right) of the frame: the
-#: `--mask-mode parts` protocol of `evaluate`, i.e. what a user paints over. Measured on CelebA-HQ (256²) and the
-#: faces128 crops, which place the eyes at 36-56 % of the height and the mouth at 64-84 %. "left-eye" is the eye on
-#: the image's left (the person's right eye), with a margin for the brow's end and the eye's corner.
+#: Face-part boxes on an aligned face frame (`face.geometry.PARTS`: the `--mask-mode parts` protocol of `evaluate`,
+#: what a user paints over), as (top, bottom, left, right) fractions of the frame; training draws the lower face and
+#: the other half too (`face.geometry.TRAINING_PARTS`), jittered.
 FACE_PARTS: dict[str, tuple[float, float, float, float]] = {
-    "eyes": (0.36, 0.56, 0.20, 0.80),
-    "nose": (0.45, 0.68, 0.38, 0.62),
-    "mouth": (0.64, 0.84, 0.30, 0.70),
-    "half-face": (0.0, 1.0, 0.0, 0.5),
-    "left-eye": (0.34, 0.56, 0.16, 0.52),
-    "right-eye": (0.34, 0.56, 0.48, 0.84),
-}
-# Training parts: the evaluation boxes plus the lower face and the other half, drawn with jitter.
+    name: (box.top, box.bottom, box.left, box.right) for name, box in geometry.PARTS.items()}
 _TRAINING_PARTS: dict[str, tuple[float, float, float, float]] = {
-    **FACE_PARTS,
-    "lower-face": (0.58, 1.0, 0.12, 0.88),
-    "right-half-face": (0.0, 1.0, 0.5, 1.0),
-}
+    name: (box.top, box.bottom, box.left, box.right) for name, box in geometry.TRAINING_PARTS.items()}
 _PART_SHIFT = 0.06  # standard deviation of a training box's centre shift, fraction of the frame
 _PART_SCALE = (0.8, 1.3)  # range of a training box's size factor
 # LaMa-style thick masks ("thick" irregular strokes and boxes of its MixedMaskGenerator), fractions of the side.

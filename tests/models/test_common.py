@@ -12,15 +12,8 @@ import pytest
 import torch
 
 from hf_faceinpaint import MSLConfig, TwoStageConfig, list_presets
-from hf_faceinpaint.models.registry import (
-    CLASS_KEY,
-    INFERENCE_FORMAT,
-    MODEL_CLASSES,
-    inference_layout,
-    load_model,
-    load_pretrained,
-    preset_config,
-)
+from hf_faceinpaint.components import CLASS_KEY, COMPONENTS
+from hf_faceinpaint.models.registry import INFERENCE_FORMAT, inference_layout, load_model, load_pretrained, preset_config
 
 
 def small(name: str) -> torch.nn.Module:
@@ -35,21 +28,12 @@ def small(name: str) -> torch.nn.Module:
             stylegan_channel_base=128, stylegan_channel_max=16, encoder_widths=(4, 8, 12, 16),
             encoder_units=(1, 1, 1, 1), texture_widths=(4, 8, 8, 12), discriminator_widths=(8, 16),
         )
-    model = _build(config)
-    prior = getattr(model, "prior", None)
-    if prior is not None:  # a fitted prior is orthonormal; random orthonormal rows exercise the same maths
-        basis = torch.linalg.qr(torch.randn(prior.basis.shape[1], prior.components))[0].T
-        prior.load_fit(prior.mean, basis, prior.variance)
+    model = next(cls for cls in COMPONENTS.values() if type(config) is cls.config_class)(config)
     # non-trivial BatchNorm statistics, so a round trip that dropped buffers would show
     model.train()
     with torch.no_grad():
         model(*batch(4, config.resolution))
     return model.eval()
-
-
-def _build(config) -> torch.nn.Module:
-    cls = next(cls for cls, config_class in MODEL_CLASSES.values() if isinstance(config, config_class))
-    return cls(config)
 
 
 def batch(size: int, side: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,5 +1,5 @@
 """MSL generator specifics (what every preset must do is in test_common.py): the ablation switch, the three kernel
-sizes, the stride-2 stem and the face prior's input, config and input checks, dtype."""
+sizes, config and input checks, dtype."""
 
 from __future__ import annotations
 
@@ -64,13 +64,3 @@ def test_dtype_follows_the_model() -> None:
     with torch.inference_mode():
         out = model(image.double(), mask.double())
     assert out.dtype == torch.float64
-
-
-def test_stem_runs_the_encoders_at_half_resolution_and_the_prior_adds_an_input() -> None:
-    plain = MSLInpainter(MSLConfig(resolution=32, widths=(8, 16)))
-    model = MSLInpainter(MSLConfig(resolution=32, widths=(8, 16), stem_stride=2, prior_components=4))
-    assert plain.stem is None and plain.prior is None and model.config.size_multiple == 4
-    assert model.stem.conv.in_channels == 7  # masked RGB + mask + the prior's RGB face
-    image, mask = random_batch(1, 32)
-    features = model.encoders[0](model.stem(torch.cat([image, mask, image], 1)))
-    assert features[0].shape[-1] == 16  # level 0 at half resolution

@@ -9,13 +9,14 @@ import pytest
 import torch
 
 from hf_faceinpaint import MSLConfig, MSLInpainter
+from hf_faceinpaint.hub import HUB_CLASSES
 from hf_faceinpaint.models import registry
 from hf_faceinpaint.models.classic import ClassicInpainter
 
 
 def test_every_family_registered_its_presets_and_class() -> None:
-    assert {"msl-256", "msl-tiny-128", "msl-prior-128", "twostage-256", "twostage-tiny-128"} <= set(registry.list_presets())
-    assert set(registry.MODEL_CLASSES) == {"MSLInpainter", "TwoStageInpainter"}
+    assert {"msl-256", "msl-tiny-128", "twostage-256", "twostage-tiny-128"} <= set(registry.list_presets())
+    assert {"MSLInpainter", "TwoStageInpainter", "FaceInpaintPipeline"} <= set(HUB_CLASSES)
     with pytest.raises(ValueError, match="registered twice"):
         registry.register_preset("msl-256", MSLConfig())
     with pytest.raises(ValueError, match="not a MSLInpainter preset"):

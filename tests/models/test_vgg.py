@@ -15,7 +15,7 @@ from PIL import Image
 from safetensors.torch import save_file
 from torch import nn
 
-from hf_faceinpaint.models.hub import CheckpointError
+from hf_faceinpaint.hub import CheckpointError
 from hf_faceinpaint.models import vgg
 from hf_faceinpaint.models.vgg import TAPS, TORCHVISION_VGG16_URL, VGG16Features, load_vgg16
 

@@ -15,8 +15,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
+from safetensors import safe_open
 
-from hf_faceinpaint.models.prior import load_refiner_file, refiner_fine_blocks
+from hf_faceinpaint.face.draft import GappyPCADraft
+from hf_faceinpaint.models.msl import MSLInpainter
 from hf_faceinpaint.models.registry import load_pretrained
 
 pytestmark = pytest.mark.slow  # packing and the dry run take 40 s on 2 cores
@@ -44,7 +46,7 @@ def pack(tmp_path_factory: pytest.TempPathFactory, vgg_file: Path) -> Path:
     out = tmp_path_factory.mktemp("pack") / "pack"
     done = subprocess.run(
         [sys.executable, "scripts/pack_device_data.py", str(out), "--faces", str(faces), "--vgg-weights",
-         str(vgg_file), "--prior-components", "100", "--shards", "3"],
+         str(vgg_file), "--shards", "3"],
         cwd=ROOT, capture_output=True, text=True,
     )
     assert done.returncode == 0, done.stderr
@@ -59,7 +61,7 @@ def test_pack_holds_every_face_and_what_training_needs(pack: Path) -> None:
     assert pq.read_table(pack / "val-00000.parquet").num_rows == 8
     image = pq.read_table(shards[0]).to_pylist()[0]["image"]["bytes"]
     assert Image.open(io.BytesIO(image)).format == "WEBP"
-    assert {p.name for p in pack.glob("*.safetensors")} == {"face-prior.safetensors", "vgg16-pool3.safetensors"}
+    assert {p.name for p in pack.glob("*.safetensors")} == {"vgg16-pool3.safetensors"}
 
 
 def test_pack_refuses_to_exceed_its_size_limit(tmp_path: Path, pack: Path, vgg_file: Path) -> None:
@@ -69,7 +71,7 @@ def test_pack_refuses_to_exceed_its_size_limit(tmp_path: Path, pack: Path, vgg_f
         (faces / path.name).write_bytes(path.read_bytes())
     done = subprocess.run(
         [sys.executable, "scripts/pack_device_data.py", str(tmp_path / "p"), "--faces", str(faces), "--vgg-weights",
-         str(vgg_file), "--prior-components", "8", "--max-mib", "0.001"],
+         str(vgg_file), "--max-mib", "0.001"],
         cwd=ROOT, capture_output=True, text=True,
     )
     assert done.returncode == 2
@@ -77,38 +79,42 @@ def test_pack_refuses_to_exceed_its_size_limit(tmp_path: Path, pack: Path, vgg_f
     assert not (tmp_path / "p").exists()
 
 
-def test_dry_run_of_the_refiner_leaves_a_refiner_the_shipped_model_takes(tmp_path: Path, pack: Path) -> None:
-    out = tmp_path / "out"
-    env = {**os.environ, "PACK": str(pack), "OUT": str(out), "DRY_RUN": "1", "RUN": str(tmp_path / "run"),
-           "PYTHON": sys.executable}
-    done = subprocess.run(["bash", "scripts/device_train.sh"], cwd=ROOT, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert {p.name for p in out.iterdir()} == {"refiner.safetensors", "refiner-log.csv"}
-    assert len((out / "refiner-log.csv").read_text().splitlines()) == 2  # steps 1 and 2
-    assert (out / "refiner.safetensors").stat().st_size < 16 * 2**20  # what a device run can send back
-    model = load_pretrained(ROOT / "src" / "hf_faceinpaint" / "weights" / "msl-face")
-    load_refiner_file(model.prior, out / "refiner.safetensors")  # strict
-    blocks = subprocess.run(["bash", "scripts/device_train.sh"], cwd=ROOT, env={**env, "FINE_BLOCKS": "2"},
-                            capture_output=True, text=True)
-    assert blocks.returncode == 0, blocks.stderr[-3000:]
-    assert refiner_fine_blocks(out / "refiner.safetensors") == 2  # export_shipped_model.py --refiner takes it
-    wrong = subprocess.run(["bash", "scripts/device_train.sh"], cwd=ROOT, env={**env, "TARGET": "both"},
-                           capture_output=True, text=True)
-    assert wrong.returncode == 2 and "TARGET must be refiner or network" in wrong.stderr
+OUTPUTS = {"final", "discriminator.safetensors", "metrics.jsonl", "samples.png", "gpu.json"}
 
 
-def test_dry_run_leaves_a_loadable_model_and_the_reports(tmp_path: Path, pack: Path) -> None:
+def _dry_run(tmp_path: Path, pack: Path, **env: str) -> tuple[subprocess.CompletedProcess, Path]:
     out = tmp_path / "out"
     env = {**os.environ, "PACK": str(pack), "OUT": str(out), "DRY_RUN": "1", "RUN": str(tmp_path / "run"),
-           "PYTHON": sys.executable, "TARGET": "network"}
-    done = subprocess.run(["bash", "scripts/device_train.sh"], cwd=ROOT, env=env, capture_output=True, text=True)
+           "PYTHON": sys.executable, **env}
+    return subprocess.run(["bash", "scripts/device_train.sh"], cwd=ROOT, env=env, capture_output=True, text=True), out
+
+
+def test_dry_run_of_the_draft_leaves_a_draft_the_shipped_pipeline_takes(tmp_path: Path, pack: Path,
+                                                                        script_module) -> None:
+    done, out = _dry_run(tmp_path, pack)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert {p.name for p in out.iterdir()} == {"msl-face-gpu", "discriminator.safetensors", "metrics.jsonl",
-                                                "samples.png", "gpu.json"}
-    model = load_pretrained(out / "msl-face-gpu")
-    assert model.prior is not None and next(model.parameters()).dtype.is_floating_point
+    assert {p.name for p in out.iterdir()} == OUTPUTS
+    draft = load_pretrained(out / "final")
+    with safe_open(str(out / "final" / "model.safetensors"), framework="pt") as weights:
+        assert weights.get_slice("refiner.head.weight").get_dtype() == "F16"  # a float16 folder
+    assert isinstance(draft, GappyPCADraft)
+    assert sum(p.stat().st_size for p in (out / "final").iterdir()) < 16 * 2**20  # what a device run sends back
     report = json.loads((out / "gpu.json").read_text())
-    assert report["steps"] == 4 and report["images_seen"] == 16 and report["batch_per_process"] == 4
+    assert report["preset"] == "pca-refiner-128" and report["steps"] == 2 and report["img_per_s"] > 0
+    export = script_module("export_shipped_model").main
+    assert export(["msl-face", "--draft", str(out / "final"), "--out", str(tmp_path / "pipeline")]) == 0
+    assert load_pretrained(tmp_path / "pipeline").draft.config == draft.config
+    wrong, _ = _dry_run(tmp_path, pack, TARGET="both")
+    assert wrong.returncode == 2 and "TARGET must be draft or network" in wrong.stderr
+
+
+def test_dry_run_of_the_network_leaves_a_loadable_network_and_the_reports(tmp_path: Path, pack: Path) -> None:
+    done, out = _dry_run(tmp_path, pack, TARGET="network")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert {p.name for p in out.iterdir()} == OUTPUTS
+    assert isinstance(load_pretrained(out / "final"), MSLInpainter)
+    report = json.loads((out / "gpu.json").read_text())
+    assert report["steps"] == 2 and report["images_seen"] == 4 and report["batch_per_process"] == 2
     assert report["img_per_s"] > 0 and report["train_gflop_per_image"] > 0 and report["achieved_tflops"] > 0
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert any("val/psnr" in r for r in records) and any("perf/img_s" in r for r in records)

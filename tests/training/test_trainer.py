@@ -216,13 +216,13 @@ def test_emulated_bf16_is_warned_before_training(
 ) -> None:
     """--mixed-precision bf16 on hardware without bf16 units (emulated: 35x slower for some networks) is one warning
     line on stderr before any work; float32, or bf16 where it is fast, says nothing."""
-    from hf_faceinpaint import pipeline
+    from hf_faceinpaint import precision as precision_module
     from hf_faceinpaint.training import trainer
 
     def stop(*args: object) -> None:
         raise _Stop
 
-    monkeypatch.setattr(pipeline, "bf16_is_fast", lambda device: fast)
+    monkeypatch.setattr(precision_module, "bf16_is_fast", lambda device: fast)
     monkeypatch.setattr(trainer, "make_task", stop)
     AcceleratorState._reset_state(reset_partial_state=True)  # the process's one state, set by earlier runs
     try:

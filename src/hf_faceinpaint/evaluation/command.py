@@ -8,7 +8,7 @@ from typing import get_args
 
 from ..masks import parse_buckets
 from ..models.vgg import Normalization
-from ..pipeline import PRECISIONS
+from ..precision import PRECISIONS
 from .pairing import DEFAULT_BUCKETS, MASK_MODES
 
 

@@ -31,7 +31,7 @@ class EvalMethod:
         name: The spec as given on the command line ("telea", "msl-tiny-128", a folder, ...).
         untrained: Whether its weights are a random initialisation (a bare preset name).
         source: Where its weights come from, in words.
-        inpainter: The `ClassicInpainter` or network.
+        inpainter: The `ClassicInpainter`, pipeline or network.
     """
 
     name: str
@@ -47,7 +47,9 @@ class EvalMethod:
     @property
     def resolution(self) -> int | None:
         """The network's training resolution, or None for a classic method (which works at any size)."""
-        return None if isinstance(self.inpainter, ClassicInpainter) else int(self.inpainter.config.resolution)
+        if isinstance(self.inpainter, ClassicInpainter):
+            return None
+        return int(getattr(self.inpainter, "network", self.inpainter).config.resolution)
 
 
 def parse_methods(spec: str) -> list[str]:
@@ -114,7 +116,7 @@ def run_method(method: EvalMethod, images: np.ndarray, masks: np.ndarray, precis
         method: The method.
         images: Ground-truth frames, (B, R, R, 3) uint8.
         masks: Holes, (B, R, R) bool, True = hole.
-        precision: A neural method's arithmetic (`pipeline.PRECISIONS`).
+        precision: A neural method's arithmetic (`precision.PRECISIONS`).
 
     Returns:
         (B, R, R, 3) uint8; equal to `images` wherever `masks` is False.

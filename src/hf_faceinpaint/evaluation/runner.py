@@ -17,7 +17,7 @@ import torch
 from .. import __version__
 from ..masks import Bucket, hole_ratio
 from ..models.vgg import Normalization
-from ..pipeline import check_precision, uses_bf16
+from ..precision import check_precision, uses_bf16
 from .dataset import EvalImages, load_eval_images
 from .methods import EvalMethod, load_method, resolve_device, run_method
 from .pairing import DEFAULT_BUCKETS, MASK_MODES, MaskPlan, folder_plan, generated_plan, parts_plan, square_plan

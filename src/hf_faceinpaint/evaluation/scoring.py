@@ -16,7 +16,7 @@ import torch
 from scipy import stats
 
 from ..metrics import FIDAccumulator, InceptionFeatures, LPIPS, fid_inception_path, l1, lpips_head_path, psnr, ssim
-from ..models.hub import CheckpointError
+from ..hub import CheckpointError
 from ..models.vgg import Normalization, load_vgg16
 
 CONFIDENCE = 0.95

@@ -2,7 +2,7 @@
 
 from .classic import ClassicInpainter
 from .discriminator import PatchDiscriminator
-from .hub import CheckpointError
+from ..hub import CheckpointError
 from .msl import MSLConfig, MSLInpainter
 from .registry import DEFAULT_MODEL, from_preset, list_presets, load_model, load_pretrained, preset_config
 from .stylegan2 import StyleGAN2Config, StyleGAN2Generator

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..layers.irse import ir_se_body
-from .hub import CheckpointError, load_state_dict_strict, read_state_dict
+from ..hub import CheckpointError, load_state_dict_strict, read_state_dict
 
 INPUT_SIZE = 112  # ArcFace's aligned face crops are 112×112; the body reduces them 16× to 7×7
 

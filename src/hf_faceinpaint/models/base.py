@@ -1,80 +1,33 @@
-"""What every model family shares: `Inpainter`, an `nn.Module` with the Hub mixin.
+"""What every model family shares: `Inpainter`, a declared component (`components.Component`) with the Hub mixin.
 
 A family subclasses it with its config dataclass (`class MSLInpainter(Inpainter, config_class=MSLConfig, tags=[...])`)
 and implements `generate`; the base holds the rest:
   - the config: `__init__` takes the dataclass, its dict form (as read from `config.json`) or None (the defaults);
   - `from_preset(name)`, checking that the preset belongs to the family;
+  - `from_config`: the checked config and, before anything is built, the model's size (a crafted config must not
+    make a server allocate gigabytes);
   - the input checks (shapes; the sizes the family accepts come from `check_size`) and the compositing;
-  - `save_pretrained` writing the class name into `config.json` (`"_class_name"`, as diffusers does), which
-    `registry.load_pretrained` reads to choose the class.
-Subclassing registers the family in the registry by class name.
+  - `save_pretrained` writing the class name into `config.json` (`"_class_name"`, as diffusers does).
+Subclassing registers the family by class name (`components.COMPONENTS`, `hub.HUB_CLASSES`).
 """
 
 from __future__ import annotations
 
-import json
-import math
-import types
-from dataclasses import asdict, fields
-from pathlib import Path
-from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from ..io import save_safetensors_atomic, write_text_atomic
-from .hub import CONFIG_NAME, REPO_URL, WEIGHTS_NAME, HubModelMixin, model_card_template
-from .registry import CLASS_KEY, preset_config, register_model_class
+from .. import legacy
+from ..components import Component, build_component, checked_config
+from .registry import preset_config
 
-
-# Bounds on what a config.json may ask for, checked before a model is built (a crafted config must not make a
-# server allocate gigabytes): every integer field, tuple length and float, the resolution, the parameter count and
-# the activation memory of one image's forward pass. The largest preset, twostage-256, has 302M parameters and
+# Bounds on what a config.json may ask for, checked before a model is built: the resolution, the parameter count
+# and the activation memory of one image's forward pass. The largest preset, twostage-256, has 302M parameters and
 # about 3 GiB of activations.
-MAX_INT = 1 << 16
-MAX_TUPLE = 16
-MAX_FLOAT = 1e6
 MAX_RESOLUTION = 2048
 MAX_PARAMETERS = 1_000_000_000
 MAX_ACTIVATION_BYTES = 16 * 2**30
-
-
-def _checked_field(name: str, value: Any, hint: Any) -> Any:
-    """`value` as the config field `name` of type `hint` takes it, or TypeError / ValueError naming the field."""
-    if get_origin(hint) in (Union, types.UnionType):  # Optional[X], X | None
-        if value is None and type(None) in get_args(hint):
-            return None
-        (hint,) = [arg for arg in get_args(hint) if arg is not type(None)]
-    if get_origin(hint) is tuple:
-        if not isinstance(value, (list, tuple)) or len(value) > MAX_TUPLE:
-            raise TypeError(f"{name} must be a list of at most {MAX_TUPLE} numbers, got {_shown(value)}")
-        return tuple(_checked_field(f"{name}[{i}]", item, get_args(hint)[0]) for i, item in enumerate(value))
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise TypeError(f"{name} must be true or false, got {_shown(value)}")
-        return value
-    if hint is int:
-        if type(value) is not int:
-            raise TypeError(f"{name} must be an integer, got {_shown(value)}")
-        if not 0 <= value <= MAX_INT:
-            raise ValueError(f"{name} = {value} is outside 0..{MAX_INT}")
-        return value
-    if hint is float:
-        if type(value) not in (int, float):
-            raise TypeError(f"{name} must be a number, got {_shown(value)}")
-        if not math.isfinite(value) or abs(value) > MAX_FLOAT:
-            raise ValueError(f"{name} = {value} is not a finite number within ±{MAX_FLOAT:g}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str) or len(value) > 256:
-            raise TypeError(f"{name} must be a short string, got {_shown(value)}")
-        return value
-    raise TypeError(f"{name}: config fields of type {hint} are not supported")
-
-
-def _shown(value: Any) -> str:
-    text = json.dumps(value) if isinstance(value, (int, float, str, bool, type(None))) else type(value).__name__
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _activation_bytes(probe: nn.Module, resolution: int) -> int | None:
@@ -101,7 +54,7 @@ def _activation_bytes(probe: nn.Module, resolution: int) -> int | None:
     return total
 
 
-class Inpainter(nn.Module, HubModelMixin):
+class Inpainter(Component):
     """Base of the neural inpainting models: `forward(image, mask)` returns the composited inpainting.
 
     Args:
@@ -110,55 +63,21 @@ class Inpainter(nn.Module, HubModelMixin):
 
     config_class: ClassVar[type]
 
-    def __init_subclass__(cls, config_class: type | None = None, tags: tuple[str, ...] = (), **kwargs: Any) -> None:
-        super().__init_subclass__(
-            library_name="hf-faceinpaint", pipeline_tag="image-to-image", license="apache-2.0", repo_url=REPO_URL,
-            tags=["inpainting", "face-inpainting", "gan", *tags], model_card_template=model_card_template(), **kwargs,
-        )
-        if config_class is not None:
-            cls.config_class = config_class
-            register_model_class(cls, config_class)
-
-    def __init__(self, config: Any = None) -> None:
-        super().__init__()
-        if config is None:
-            config = self.config_class()
-        elif isinstance(config, dict):
-            config = self.config_from_dict(config)
-        elif not isinstance(config, self.config_class):
-            raise TypeError(f"{type(self).__name__} takes a {self.config_class.__name__}, got {type(config).__name__}")
-        self.config = config
-
-    @classmethod
-    def config_from_dict(cls, values: dict[str, Any]) -> Any:
-        """The config dataclass from its `config.json` form: the class-name key dropped, unknown keys refused, and
-        every value checked against its field's type and bounds (`_checked_field`) before anything is built.
-
-        Raises:
-            TypeError: Not a mapping, an unknown field, or a value of the wrong type.
-            ValueError: A value out of bounds.
-        """
-        if not isinstance(values, dict):
-            raise TypeError(f"a config must be a JSON object, not {type(values).__name__}")
-        values = {key: value for key, value in values.items() if key != CLASS_KEY}
-        unknown = sorted(set(values) - {f.name for f in fields(cls.config_class)})
-        if unknown:
-            raise TypeError(f"unknown {cls.config_class.__name__} fields: {', '.join(unknown)}")
-        hints = get_type_hints(cls.config_class)
-        return cls.config_class(**{name: _checked_field(name, value, hints[name]) for name, value in values.items()})
+    def __init_subclass__(cls, tags: tuple[str, ...] = (), **kwargs: Any) -> None:
+        super().__init_subclass__(tags=("gan", *tags), **kwargs)
 
     @classmethod
     def checked_config(cls, values: dict[str, Any], size: bool = True) -> Any:
-        """`config_from_dict`, then the model's size: parameters and activation memory per image are counted on
-        PyTorch's meta device (nothing allocated) and refused over `MAX_PARAMETERS` / `MAX_ACTIVATION_BYTES`. What
-        `from_pretrained` runs on a `config.json` before it builds the model. `size=False` skips the count, for the
-        package's own shipped checkpoints (their size is tested; the count's meta-device machinery costs about
-        80 MiB of memory for the rest of the process).
+        """The config dataclass from its `config.json` form (`components.checked_config`; fields of older formats,
+        `legacy.network_config`), then the model's size: parameters and activation memory per image are counted on
+        PyTorch's meta device (nothing allocated) and refused over `MAX_PARAMETERS` / `MAX_ACTIVATION_BYTES`.
+        `size=False` skips the count, for the package's own shipped checkpoints (their size is tested; the count's
+        meta-device machinery costs about 80 MiB of memory for the rest of the process).
 
         Raises:
-            TypeError, ValueError: As `config_from_dict`, or a model too large to build.
+            TypeError, ValueError: A malformed config, or a model too large to build.
         """
-        config = cls.config_from_dict(values)
+        config = checked_config(cls.config_class, legacy.network_config(values))
         if not 16 <= config.resolution <= MAX_RESOLUTION:
             raise ValueError(f"resolution {config.resolution} is outside 16..{MAX_RESOLUTION}")
         if not size:
@@ -175,6 +94,18 @@ class Inpainter(nn.Module, HubModelMixin):
                 f"at most {MAX_ACTIVATION_BYTES / 2**30:.0f} GiB are allowed"
             )
         return config
+
+    @classmethod
+    def from_config(cls, values: dict[str, Any], check_size: bool = True) -> "Inpainter":
+        """A fresh model of this family from its `config.json` form, checked (`checked_config`)."""
+        if "_class_name" in values and values["_class_name"] != cls.__name__:
+            raise ValueError(f"the config describes a {values['_class_name']}, not a {cls.__name__}")
+        return cls(cls.checked_config(values, check_size))
+
+    @staticmethod
+    def build(values: dict[str, Any], check_size: bool = True) -> "Inpainter":
+        """The network a config names (`"_class_name"`), checked: a pipeline's network."""
+        return build_component(values, Inpainter, check_size)
 
     @classmethod
     def from_preset(cls, name: str) -> "Inpainter":
@@ -205,20 +136,15 @@ class Inpainter(nn.Module, HubModelMixin):
         mask = mask.to(image.dtype)
         return mask * prediction + (1.0 - mask) * image
 
-    def forward(self, image: torch.Tensor, mask: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Inpaint.
 
         Args:
             image: (B, 3, H, W) in [-1, 1]; hole pixels are ignored.
             mask: (B, 1, H, W), 1 = hole, 0 = known.
-            kwargs: Family-specific inputs of `generate` (e.g. MSL's `guide`).
 
         Returns:
             (B, 3, H, W): the prediction inside the hole, the input outside it.
         """
-        return self.composite(image, mask, self.generate(image, mask.to(image.dtype), **kwargs))
+        return self.composite(image, mask, self.generate(image, mask.to(image.dtype)))
 
-    def _save_pretrained(self, save_directory: Path) -> None:
-        config = {CLASS_KEY: type(self).__name__, **asdict(self.config)}
-        save_safetensors_atomic(self.state_dict(), save_directory / WEIGHTS_NAME, metadata={"config": json.dumps(config)})
-        write_text_atomic(save_directory / CONFIG_NAME, json.dumps(config, sort_keys=True, indent=2))

@@ -1,12 +1,14 @@
-"""Presets, model classes and shipped checkpoints, and the one resolution of a model spec (`resolve_model`).
+"""Presets and shipped checkpoints, and the one resolution of a model spec (`resolve_model`).
 
 Model files register themselves, timm's direction: a family's module calls `register_preset(name, config)` for its
-presets, and subclassing `base.Inpainter` registers the class by name. This module imports no model module.
+presets, and subclassing `base.Inpainter` (or `hub.HubModelMixin`: the pipeline) registers the class by name. This
+module imports no model module.
 
 A model spec is a loaded model, "telea" / "ns", the name of a shipped checkpoint ("msl-face"), a preset name (an
 untrained architecture, only where asked for), a `save_pretrained` folder, or a Hub repo id. `resolve_model` turns
 it into the model and says where its weights come from; `load_model` returns just the model. Both keep the last few
-loaded checkpoints in a small cache keyed by spec, device and dtype, shared safely between threads.
+loaded checkpoints in a small cache keyed by spec, device and dtype, shared safely between threads. A folder holds
+a network (a `train.py` run's `final/`) or a whole face pipeline (`pipeline.FaceInpaintPipeline`: msl-face).
 """
 
 from __future__ import annotations
@@ -24,13 +26,13 @@ from typing import Any, Union
 import torch
 from torch import nn
 
+from .. import legacy
+from ..components import CLASS_KEY, COMPONENTS
 from .classic import CLASSIC_LABELS, CLASSIC_METHODS, ClassicInpainter
-from .hub import _REPO_ID, CONFIG_NAME, read_config
+from ..hub import _REPO_ID, CONFIG_NAME, HUB_CLASSES, read_config
 
 Inpainter = Union[nn.Module, ClassicInpainter]
-
-#: Key of `config.json` naming the model class (diffusers' convention).
-CLASS_KEY = "_class_name"
+PIPELINE_CLASS = "FaceInpaintPipeline"  # the class of a folder with a face stack (`pipeline.py`)
 #: Trained checkpoints that ship as package data: name -> (folder under hf_faceinpaint/weights/, label for people).
 SHIPPED: dict[str, tuple[str, str]] = {"msl-face": ("msl-face", "MSL face model")}
 DEFAULT_MODEL = "msl-face"
@@ -42,7 +44,6 @@ CACHE_SIZE = 3  # loaded checkpoints kept by `load_model`
 INFERENCE_FORMAT = torch.channels_last
 
 PRESETS: dict[str, Any] = {}
-MODEL_CLASSES: dict[str, tuple[type, type]] = {}  # class name -> (class, its config dataclass)
 
 
 def register_preset(name: str, config: Any) -> None:
@@ -50,11 +51,6 @@ def register_preset(name: str, config: Any) -> None:
     if name in PRESETS:
         raise ValueError(f"preset {name!r} is registered twice")
     PRESETS[name] = config
-
-
-def register_model_class(cls: type, config_class: type) -> None:
-    """Add a model family; called when a class subclasses `base.Inpainter` with a `config_class`."""
-    MODEL_CLASSES[cls.__name__] = (cls, config_class)
 
 
 def list_presets() -> list[str]:
@@ -69,14 +65,10 @@ def preset_config(name: str) -> Any:
     return copy.deepcopy(PRESETS[name])
 
 
-def _class_of_config(config: Any) -> type:
-    return next(cls for cls, config_class in MODEL_CLASSES.values() if isinstance(config, config_class))
-
-
 def from_preset(name: str) -> nn.Module:
     """A freshly initialised (untrained) model of the preset's family, e.g. `TwoStageInpainter` for "twostage-256"."""
     config = preset_config(name)
-    return _class_of_config(config)(config)
+    return next(cls for cls in COMPONENTS.values() if type(config) is cls.config_class)(config)
 
 
 def shipped_checkpoint(name: str) -> Path | None:
@@ -97,13 +89,17 @@ def method_label(name: str) -> str:
 
 
 def model_class_for(config: dict[str, Any]) -> type:
-    """The model class a saved `config.json` names; for folders saved before the name was written (such as the
-    first shipped msl-face), the one family whose config fields hold all of its keys."""
+    """The class a saved `config.json` names; the pipeline for an old flat MSLConfig with a face stack
+    (`legacy.is_legacy_pipeline`: msl-face v2-v12); for folders saved before the name was written (the first shipped
+    msl-face), the one network family whose config fields hold all of its keys."""
+    if legacy.is_legacy_pipeline(config):
+        return HUB_CLASSES[PIPELINE_CLASS]
     if CLASS_KEY in config:
-        if config[CLASS_KEY] not in MODEL_CLASSES:
-            raise ValueError(f"config names the model class {config[CLASS_KEY]!r}, not one of {sorted(MODEL_CLASSES)}")
-        return MODEL_CLASSES[config[CLASS_KEY]][0]
-    fitting = [cls for cls, config_class in MODEL_CLASSES.values() if set(config) <= {f.name for f in fields(config_class)}]
+        if config[CLASS_KEY] not in HUB_CLASSES:
+            raise ValueError(f"config names the model class {config[CLASS_KEY]!r}, not one of {sorted(HUB_CLASSES)}")
+        return HUB_CLASSES[config[CLASS_KEY]]
+    fitting = [cls for cls in COMPONENTS.values()
+               if cls.__name__ in HUB_CLASSES and set(config) <= {f.name for f in fields(cls.config_class)}]
     if len(fitting) != 1:
         raise ValueError(f"config keys {sorted(config)} match no single model class")
     return fitting[0]
@@ -111,19 +107,18 @@ def model_class_for(config: dict[str, Any]) -> type:
 
 def load_pretrained(path_or_repo: str | os.PathLike, check_size: bool = True) -> nn.Module:
     """Load a directory written by `save_pretrained` (or a Hub repo id) with the class its config.json names.
-    `check_size=False` (the package's own shipped checkpoints only) skips the model-size count of `checked_config`."""
+    `check_size=False` (the package's own shipped checkpoints only) skips the model-size count of the network's
+    `checked_config`."""
     name = os.fspath(path_or_repo)
     if os.path.isdir(name):
         folder: Path | None = Path(name)
     else:
         folder = _hub_config_folder(name) if not os.path.exists(name) and _REPO_ID.match(name) else None
-    default = next(iter(MODEL_CLASSES.values()))[0]
     if folder is None or not (folder / CONFIG_NAME).is_file():
         # No config to choose a class by: from_pretrained raises the same clear error for every class
         # (a file instead of a folder, no config.json, not a repo id, offline).
-        return default.from_pretrained(name, check_size=check_size)
+        return HUB_CLASSES[PIPELINE_CLASS].from_pretrained(name, check_size=check_size)
     return model_class_for(read_config(folder / CONFIG_NAME)).from_pretrained(name, check_size=check_size)
-
 
 
 def _hub_config_folder(repo_id: str) -> Path | None:

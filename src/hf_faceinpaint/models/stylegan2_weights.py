@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from ..layers.stylegan2 import make_kernel
-from .hub import CheckpointError, load_state_dict_strict, read_safetensors, save_safetensors_atomic
+from ..hub import CheckpointError, load_state_dict_strict, read_safetensors, save_safetensors_atomic
 from .stylegan2 import StyleGAN2Config, StyleGAN2Generator
 
 _BLUR_TAPS = (1, 3, 3, 1)

@@ -24,7 +24,7 @@ from typing import Literal, get_args
 import torch
 from torch import nn
 
-from .hub import CheckpointError, load_state_dict_strict, read_state_dict
+from ..hub import CheckpointError, load_state_dict_strict, read_state_dict
 
 Normalization = Literal["imagenet", "lpips", "caffe"]
 

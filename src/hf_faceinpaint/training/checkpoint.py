@@ -19,7 +19,7 @@ from accelerate.utils import RNG_STATE_NAME, broadcast_object_list
 from torch import nn
 
 from ..io import CheckpointError, atomic_path, read_safetensors, save_safetensors_atomic
-from ..models.hub import load_state_dict_strict
+from ..hub import load_state_dict_strict
 
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 EMA_FILE = "ema.safetensors"

@@ -9,9 +9,10 @@ from math import inf
 from pathlib import Path
 from typing import Any
 
+from ..face.draft import DRAFT_PRESETS
 from ..losses import ADVERSARIAL_KINDS
 from ..masks import MASK_KINDS
-from ..models.registry import list_presets, preset_config
+from ..models.registry import SHIPPED, list_presets, preset_config
 from ..models.twostage import TwoStageConfig
 
 
@@ -56,17 +57,40 @@ class TextureWeights:
 
 
 @dataclass
+class DraftWeights:
+    """Face draft's refiner: λ_hole L1_hole + L1 (on K×K cell means) + adversarial + perceptual + style (msl-face's)"""
+
+    lowpass: int = opt(4, "K: the L1 losses are taken on K×K cell means (the detail is left to the other losses)", low=1)
+    w_draft_hole: float = opt(3.0, "L1 of the hole's cells")
+    w_draft_adv: float = opt(1.0, "hinge adversarial loss against a spectral-norm patch discriminator")
+    w_draft_perc: float = opt(0.25, "VGG16 perceptual loss (eq. 7 of the MSL paper); 0 trains without --vgg-weights")
+    w_draft_style: float = opt(0.0, "Gram-matrix style loss (eqs. 8-9)")
+
+
+def architecture_config(name: str) -> Any:
+    """The architecture `--model` names: a network preset (`list_presets()`) or a face draft's (`DRAFT_PRESETS`)."""
+    return DRAFT_PRESETS[name] if name in DRAFT_PRESETS else preset_config(name)
+
+
+def model_names() -> list[str]:
+    """Every name `--model` takes."""
+    return sorted([*list_presets(), *DRAFT_PRESETS])
+
+
+@dataclass
 class TrainConfig:
     """Every training setting; `configs/twostage-stage1.yaml` and `-stage2.yaml` hold the two-stage paper's."""
 
-    model: str = opt("msl-tiny-128", "preset to train (`hf_faceinpaint.list_presets()`)")
+    model: str = opt("msl-tiny-128", "preset to train: a network (`hf_faceinpaint.list_presets()`) or a face draft "
+                     "(pca-refiner-128)")
     stage: int = opt(0, "two-stage presets: 1 trains the structure stage, 2 the texture stage; 0 for MSL")
     resolution: int = opt(0, "train the preset's architecture at this image size (0 = the preset's own)", low=0)
     dataset: str = opt("", "training images: Hub dataset id, Parquet file/glob, image folder or .txt list")
     output_dir: str = opt("", "where checkpoints, logs, sample grids and the final model go")
     max_steps: int = opt(0, "optimizer steps (of both D and G) to train for", low=1)
     max_minutes: float = opt(0.0, "stop after this many minutes as if at --max-steps (0 = no time limit)", low=0)
-    init_from: str | None = opt(None, "save_pretrained folder to start the generator from", folder="model.safetensors")
+    init_from: str | None = opt(None, "save_pretrained folder to start the model from (for a face draft also a "
+                                "pipeline's folder or shipped name, e.g. msl-face)", folder="model.safetensors")
     init_discriminator: str | None = opt(None, "discriminator.safetensors (beside a final/) to start D from", file=True)
     batch_size: int = opt(8, "images per process per micro-step (MSL paper: 8)", low=1)
     grad_accum: int = opt(1, "micro-steps accumulated per optimizer step", low=1)
@@ -76,7 +100,8 @@ class TrainConfig:
     id_weights: str | None = opt(None, "ArcFace IR-SE50 weights (pSp's model_ir_se50.pth)", file=True, stage=1)
     lpips_weights: str | None = opt(None, "LPIPS v0.1 heads (vgg.pth); None = lpips's", file=True, stage=1)
     stage1_checkpoint: str | None = opt(None, "stage-1 run's final/ to train on", folder="config.json", stage=2)
-    prior_weights: str | None = opt(None, "face prior (scripts/fit_face_prior.py) of presets with one", file=True)
+    prior_weights: str | None = opt(None, "face drafts: the PCA (scripts/fit_face_prior.py) to train a refiner on",
+                                    file=True)
     image_column: str = opt("image", "column holding the images (Hub / Parquet datasets)")
     dataset_split: str = opt("train", "split to stream from a Hub training dataset")
     val_dataset: str | None = opt(None, "validation images (same kinds of spec); never taken from the training stream")
@@ -98,6 +123,7 @@ class TrainConfig:
     msl: MSLWeights = field(default_factory=MSLWeights)
     structure: StructureWeights = field(default_factory=StructureWeights)
     texture: TextureWeights = field(default_factory=TextureWeights)
+    draft: DraftWeights = field(default_factory=DraftWeights)
     ema_decay: float = opt(0.999, "decay of the exponential moving average of the generator", low=0, high=1)
     mixed_precision: str = opt("no", "no, bf16 or fp16", choices=("no", "bf16", "fp16"))
     seed: int = opt(0, "seed of the shuffle, masks, flips and initial weights")
@@ -126,15 +152,16 @@ class TrainConfig:
                 problems.append(f"{flag} must lie in [{low}, {high}], got {value}")
             if value is not None and check.get("file") and not Path(value).is_file():
                 problems.append(f"{flag} file {value} does not exist")
-            if value is not None and "folder" in check and not (Path(value) / check["folder"]).is_file():
+            shipped = f.name == "init_from" and value in SHIPPED
+            if value is not None and "folder" in check and not shipped and not (Path(value) / check["folder"]).is_file():
                 problems.append(f"{flag} {value} is not a save_pretrained folder (no {check['folder']})")
             if value is not None and "stage" in check and self.stage != check["stage"]:
                 problems.append(f"{flag} applies to --stage {check['stage']} only")
-        preset = preset_config(self.model) if self.model in list_presets() else None
+        preset = architecture_config(self.model) if self.model in model_names() else None
         two_stage, structured = isinstance(preset, TwoStageConfig), getattr(preset, "use_structure_stage", False)
         problems += [message for bad, message in [
             (not (self.dataset and self.output_dir), "--dataset and --output-dir are required"),
-            (preset is None, f"unknown --model {self.model!r}; presets: {', '.join(list_presets())}"),
+            (preset is None, f"unknown --model {self.model!r}; presets: {', '.join(model_names())}"),
             (self.mask_kind == "face" and bool(self.mask_buckets), "--mask-buckets does not apply to --mask-kind face"),
             (preset and not two_stage and self.stage, f"--stage applies to two-stage presets only, not {self.model}"),
             (two_stage and self.stage not in (1, 2),

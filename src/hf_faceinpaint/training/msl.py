@@ -14,9 +14,8 @@ from accelerate import Accelerator
 
 from ..losses import PerceptualStyleLoss, l1_loss
 from ..models.msl import MSLConfig, MSLInpainter
-from ..models.prior import load_fit_file
 from ..models.vgg import load_vgg16
-from .config import ConfigError, TrainConfig
+from .config import TrainConfig
 from .steps import adversarial_step
 from .task import GANTask
 
@@ -82,14 +81,8 @@ class MSLTask(GANTask):
         self.perceptual_style = PerceptualStyleLoss(vgg).to(accelerator.device)
 
     def build(self, architecture: MSLConfig) -> MSLInpainter:
-        """The generator (with its fitted face prior, for presets with one), its discriminator and optimizers."""
+        """The generator, its discriminator and optimizers."""
         model = MSLInpainter(architecture)
-        if model.prior is not None:  # the face prior is fitted beforehand (scripts/fit_face_prior.py)
-            if self.config.prior_weights is None:
-                raise ConfigError(
-                    f"{self.config.model} has a face prior: pass --prior-weights FILE (scripts/fit_face_prior.py)"
-                )
-            load_fit_file(model.prior, self.config.prior_weights)
         return self.setup(model, trained=model)
 
     def step(self, images: torch.Tensor, hole: torch.Tensor, step: int) -> dict[str, torch.Tensor]:

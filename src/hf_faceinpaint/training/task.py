@@ -9,12 +9,16 @@ micro-step and returns the losses to log.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 from accelerate import Accelerator
 from torch import nn
 
+from ..components import CLASS_KEY
+from ..hub import CONFIG_NAME, WEIGHTS_NAME, load_state_dict_strict, read_config, read_safetensors
+from ..models.registry import shipped_checkpoint
 from .config import TrainConfig
 
 
@@ -25,8 +29,14 @@ class Task(Protocol):
     validation_mask_kind: str  # the masks of the fixed validation set: "irregular" or "square"
     discriminator: nn.Module | None
 
+    def resolution(self, architecture: Any) -> int:
+        """The side of the training images for this architecture (--resolution, or the architecture's own)."""
+
     def build(self, architecture: Any) -> nn.Module:
         """The model to train (whole: the EMA and the saved model follow it) from its config dataclass."""
+
+    def init_from(self, model: nn.Module, spec: str) -> None:
+        """Load the weights `--init-from` names into the built model, strictly."""
 
     def prepare(self) -> tuple[nn.Module, ...]:
         """Hand the trained modules and optimizers to Accelerate; returns the modules to accumulate gradients of."""
@@ -41,24 +51,49 @@ class Task(Protocol):
         """The model card's "Training" paragraph, given the trainer state of the last checkpoint."""
 
 
-class GANTask:
-    """The setup of a task that trains (part of) a model against the model's discriminator: both with Adam (both
-    papers), and handed to Accelerate as generator, discriminator, their optimizers: the order of the checkpoints.
+class BaseTask:
+    """What the tasks share: their settings and `Accelerator`, the image side, and --init-from.
 
     Args:
         config: The training settings.
         accelerator: The run's `Accelerator`.
     """
 
-    discriminator: nn.Module
-
     def __init__(self, config: TrainConfig, accelerator: Accelerator) -> None:
         self.config, self.accelerator = config, accelerator
 
-    def setup(self, model: nn.Module, trained: nn.Module) -> nn.Module:
-        """Take `model` (with a `build_discriminator()`) whose part `trained` is trained; returns `model`."""
+    def resolution(self, architecture: Any) -> int:
+        """--resolution, or the architecture's own."""
+        return self.config.resolution or architecture.resolution
+
+    component = "network"  # the part of a pipeline's folder that --init-from takes
+
+    def init_from(self, model: nn.Module, spec: str) -> None:
+        """Load `--init-from` into `model`, strictly: a `save_pretrained` folder of the same architecture (a run's
+        `final/`), or a pipeline's (a shipped name such as msl-face too), whose `component` it takes."""
+        load_state_dict_strict(model, self.init_state(model, spec), spec)
+
+    def init_state(self, model: nn.Module, spec: str) -> dict[str, torch.Tensor]:
+        """The state dict `--init-from` names, for `model` (see `init_from`)."""
+        folder = shipped_checkpoint(spec) or Path(spec)
+        state = read_safetensors(folder / WEIGHTS_NAME)
+        if read_config(folder / CONFIG_NAME).get(CLASS_KEY, type(model).__name__) != type(model).__name__:
+            prefix = f"{self.component}."  # a pipeline
+            state = {key.removeprefix(prefix): value for key, value in state.items() if key.startswith(prefix)}
+        return state
+
+
+class GANTask(BaseTask):
+    """The setup of a task that trains (part of) a model against a discriminator: both with Adam (both papers), and
+    handed to Accelerate as generator, discriminator, their optimizers: the order of the checkpoints."""
+
+    discriminator: nn.Module
+
+    def setup(self, model: nn.Module, trained: nn.Module, discriminator: nn.Module | None = None) -> nn.Module:
+        """Take `model` whose part `trained` is trained against `discriminator` (default: the model's own,
+        `build_discriminator()`); returns `model`."""
         self.model, self.trained = model, trained
-        self.discriminator = model.build_discriminator()
+        self.discriminator = discriminator if discriminator is not None else model.build_discriminator()
         betas = (self.config.beta1, 0.999)
         self.opt_g = torch.optim.Adam(trained.parameters(), lr=self.config.lr_g, betas=betas)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.config.lr_d, betas=betas)

@@ -2,7 +2,8 @@
 
 Each optimizer step does, on every process:
   1. take this process's batch of real faces, flip some horizontally, and draw their hole masks;
-  2-4. the model family's step: its task (`task.Task`), `msl.MSLTask`, or `twostage.StructureTask` / `TextureTask`;
+  2-4. the model family's step: its task (`task.Task`), `msl.MSLTask`, `twostage.StructureTask` / `TextureTask`, or
+       the face draft's `draft.DraftTask`;
   5. update the EMA copy of the model; log, sample, validate and checkpoint on their schedules.
 Masks and flips are pure functions of (seed, step, process, sample), so a resumed run replays the same batches.
 """
@@ -27,12 +28,13 @@ from tqdm.auto import tqdm
 from ..data import open_dataset, load_fixed_set, train_batches
 from ..io import CheckpointError, atomic_path, read_safetensors, save_safetensors_atomic, write_text_atomic
 from ..masks import MaskGenerator, parse_buckets
-from ..models.hub import WEIGHTS_NAME, load_state_dict_strict
-from ..models.registry import preset_config
+from ..hub import load_state_dict_strict
+from ..face.draft import GappyPCADraftConfig
 from ..models.twostage import TwoStageConfig
-from ..pipeline import emulated_bf16_warning
+from ..precision import emulated_bf16_warning
 from .checkpoint import ema_model, load_checkpoint, resolve_resume, save_checkpoint
-from .config import ConfigError, TrainConfig
+from .config import ConfigError, TrainConfig, architecture_config
+from .draft import DraftTask
 from .flags import parse_config
 from .msl import MSLTask
 from .prefetch import MaskPrefetcher
@@ -143,9 +145,13 @@ def truncate_metrics(path: Path, step: int) -> None:
 
 
 def make_task(config: TrainConfig, accelerator: Accelerator) -> Task:
-    """The task that trains `config.model`: `MSLTask`, or the two-stage model's `StructureTask` / `TextureTask`."""
-    if isinstance(preset_config(config.model), TwoStageConfig):
+    """The task that trains `config.model`: `MSLTask`, the two-stage model's `StructureTask` / `TextureTask`, or the
+    face draft's `DraftTask`."""
+    architecture = architecture_config(config.model)
+    if isinstance(architecture, TwoStageConfig):
         return (StructureTask if config.stage == 1 else TextureTask)(config, accelerator)
+    if isinstance(architecture, GappyPCADraftConfig):
+        return DraftTask(config, accelerator)
     return MSLTask(config, accelerator)
 
 
@@ -172,18 +178,18 @@ def train(config: TrainConfig) -> TrainResult:
 
     # ---- data: the training stream (sharded per process) and the fixed validation set
     dataset, column = open_dataset(config.dataset, image_column=config.image_column, split=config.dataset_split)
-    architecture = preset_config(config.model)
-    if config.resolution:
+    architecture = architecture_config(config.model)
+    if config.resolution and hasattr(architecture, "resolution"):
         architecture = dataclasses.replace(architecture, resolution=config.resolution)  # re-validated
     # ---- models and optimizers (Adam, as in both papers)
     model = task.build(architecture)
     if config.init_from:  # continue an earlier run's generator (e.g. the last GPU window's)
-        load_state_dict_strict(model, read_safetensors(Path(config.init_from) / WEIGHTS_NAME), config.init_from)
+        task.init_from(model, config.init_from)
     if config.init_discriminator:
         if task.discriminator is None:
             raise ConfigError(f"--init-discriminator: --stage {config.stage} of {config.model} trains no discriminator")
         load_state_dict_strict(task.discriminator, read_safetensors(config.init_discriminator), config.init_discriminator)
-    resolution = architecture.resolution
+    resolution = task.resolution(architecture)
     buckets = parse_buckets(config.mask_buckets) if config.mask_buckets else None
     masks = MaskPrefetcher(
         MaskGenerator(config.mask_kind, resolution, buckets, config.seed, speck_share=config.mask_specks),

@@ -30,13 +30,13 @@ from torch import nn
 from ..losses import IdentityLoss, PerceptualL2Loss, StructureLoss, StructureLossWeights, l1_loss
 from ..metrics import LPIPS
 from ..models.arcface import ArcFaceIRSE
-from ..models.hub import load_state_dict_strict
+from ..hub import load_state_dict_strict
 from ..models.stylegan2_weights import load_stylegan2
 from ..models.twostage import StructureReconstructor, TwoStageConfig, TwoStageInpainter
 from ..models.vgg import load_vgg16
 from .config import TrainConfig
 from .steps import adversarial_step, set_learning_rate, update
-from .task import GANTask
+from .task import BaseTask, GANTask
 
 _LICENCE = "These weights are the EMA model. They inherit the licence terms of the training data"
 
@@ -57,7 +57,7 @@ class StructureOnly(nn.Module):
         return mask * self.structure(image, mask).clamp(-1.0, 1.0) + (1.0 - mask) * image
 
 
-class StructureTask:
+class StructureTask(BaseTask):
     """Stage 1: train the pSp encoder with L_S against the frozen StyleGAN2 generator (a `task.Task`).
 
     Args:
@@ -69,7 +69,7 @@ class StructureTask:
     discriminator = None
 
     def __init__(self, config: TrainConfig, accelerator: Accelerator) -> None:
-        self.config, self.accelerator = config, accelerator
+        super().__init__(config, accelerator)
         device, weights = accelerator.device, config.structure
         lpips = None
         if weights.w_lpips > 0:

@@ -17,36 +17,35 @@ bank's, ȳ and ē_k their w-weighted means), then hands the fill its detail fine
 with e the chosen window enlarged to the frame and moved to its place, g ≤ 1 the photo's detail level over the
 exemplar's on the window's known pixels (`detail_gain`: a soft photo gets soft eyes), r the exemplar's own eyes
 (`feature_region`: where it differs from its skin; 1 everywhere without a contrast, as in msl-face v8 and v9), w the
-hole times a ramp from its edge (`hole_depth`) times the part's core (`PART_CORES`, soft-edged) times how much of
+hole times a ramp from its edge (`hole_depth`) times the part's core (`geometry.EYE_CORE`, soft-edged) times how much of
 that core the hole hides (`COVER`), and t the face prior's trust in the frame. The fill's low frequencies (the
 prior's layout, the photo's colours and lighting) stay; the iris, the white and the lids come from a real face, and
 with r (msl-face v10) only they: the skin around them is left smooth, without the fill's blocks and without the
 exemplar's wrinkles, bags and blotches. It is nearest-neighbour
-completion (Hays & Efros 2007) restricted to the detail band. The code takes any part of `PART_WINDOWS`; a mouth
-window was measured and left out (mottled grey skin texture around the lips; see the card). The bank is cut by
-`scripts/fit_exemplar_bank.py` and joins a model with `scripts/export_shipped_model.py --exemplars`.
+completion (Hays & Efros 2007) restricted to the detail band. The bank holds eye pairs only (`geometry.EYE_WINDOW`); a mouth
+window was measured and left out (mottled grey skin texture around the lips; docs/experiments.md). The bank is cut by
+`scripts/fit_exemplar_bank.py` and joins a pipeline with `scripts/export_shipped_model.py --exemplars`.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
-from .hub import CheckpointError, read_state_dict
-from .prior import gaussian_blur, hole_depth
-from .symmetry import shift
+from ..io import CheckpointError, read_state_dict
+from . import geometry
+from .base import DetailStage, Draft
+from .filters import gaussian_blur, hole_depth, shift
 
 BANK_SIDE = 128  # the windows are cut from frames of this side
-# (top, bottom, left, right) of each part's window on a training-style frame, fractions of the side (symmetric
-# about the vertical axis, so a window's mirror image is a window of the same part).
-PART_WINDOWS = {"eyes": (0.28, 0.60, 0.16, 0.84)}
-# ... and the part's core inside it, the only place eq. 6 changes (the eyes without the brows: the fill's brows are
-# firm already, and a brow of the exemplar's off the fill's own leaves a bright halo beside it)
-PART_CORES = {"eyes": (0.43, 0.55, 0.18, 0.82)}
+# The part's window on an aligned frame (symmetric about the axis, so a window's mirror image is one of the same
+# part), and its core inside it, the only place eq. 6 changes.
+WINDOWS = {"eyes": geometry.EYE_WINDOW}
+CORES = {"eyes": geometry.EYE_CORE}
 MATCH_STEP = 4  # eq. 5 is solved on the windows average-pooled this many times
 MAX_SHIFT = 4  # ... for the window moved by up to this many bank pixels each way
 SHIFT_STEP = 2  # ... in steps of this many
@@ -61,7 +60,7 @@ REGION_BORDER = 3  # `feature_region`: a window's skin is the median of its bord
 
 def window_box(part: str, side: int) -> tuple[int, int, int, int]:
     """(top, bottom, left, right) pixels of `part`'s window on a frame of `side` pixels."""
-    return tuple(round(edge * side) for edge in PART_WINDOWS[part])
+    return WINDOWS[part].pixels(side)
 
 
 def window_shape(part: str) -> tuple[int, int]:
@@ -87,8 +86,9 @@ def cut_windows(faces: torch.Tensor, part: str) -> torch.Tensor:
 
 
 def _core(part: str, side: int, edge: float, like: torch.Tensor) -> torch.Tensor:
-    """(1, 1, side, side): 1 on `part`'s core (`PART_CORES`), falling linearly to 0 over `edge` pixels outside it."""
-    top, bottom, left, right = (fraction * side for fraction in PART_CORES[part])
+    """(1, 1, side, side): 1 on `part`'s core (`CORES`), falling linearly to 0 over `edge` pixels outside it."""
+    box = CORES[part]
+    top, bottom, left, right = (fraction * side for fraction in (box.top, box.bottom, box.left, box.right))
     position = torch.arange(side, device=like.device, dtype=like.dtype) + 0.5
 
     def ramp(low: float, high: float) -> torch.Tensor:  # 1 on [low, high], 0 from `edge` outside it
@@ -134,20 +134,37 @@ def detail_gain(own: torch.Tensor, detail: torch.Tensor, known: torch.Tensor) ->
     return torch.where(count >= MIN_KNOWN * known[0].numel(), gain, torch.ones_like(gain))
 
 
-class ExemplarBank(nn.Module):
-    """Grey windows of real faces (eqs. 5-6); their mirror images are used as well.
+@dataclass
+class ExemplarConfig:
+    """Settings of eqs. 5-6 (the defaults are msl-face's), lengths as fractions of the frame's side.
 
     Args:
-        count: Number N of windows per part.
+        count: Windows N per part in the bank (cut by `scripts/fit_exemplar_bank.py`).
+        sigma: σ of G in eq. 6: the detail finer than this comes from the exemplar.
+        ramp: Depth into the hole from which the exemplar's detail is taken whole.
+        contrast: r of eq. 6 (`feature_region`): the exemplar's detail only where its grey window lies at least
+            this far from its skin (in [-1, 1]; wholly from twice this); 0 = the whole core (msl-face v8 and v9).
     """
 
-    def __init__(self, count: int) -> None:
-        super().__init__()
-        if count < 1:
-            raise ValueError(f"an exemplar bank needs at least one window, got count={count}")
-        self.count = count
-        for part in PART_WINDOWS:  # (N, 1, h, w) uint8 grey windows
-            self.register_buffer(part, torch.zeros(count, 1, *window_shape(part), dtype=torch.uint8))
+    count: int = 256
+    sigma: float = 4 / 256
+    ramp: float = 8 / 256
+    contrast: float = 0.15
+
+    def __post_init__(self) -> None:
+        if not (self.count >= 1 and self.sigma > 0 and self.ramp > 0 and self.contrast >= 0):
+            raise ValueError(f"need count >= 1, sigma > 0, ramp > 0 and contrast >= 0, got {self.count}, "
+                             f"{self.sigma}, {self.ramp}, {self.contrast}")
+
+
+class ExemplarDetail(DetailStage, config_class=ExemplarConfig):
+    """A bank of grey windows of real faces (eqs. 5-6; their mirror images are used as well), and the transfer of
+    the best match's detail into a fill that hides the part. The trust t of eq. 6 is the draft's (1 without one)."""
+
+    def __init__(self, config: ExemplarConfig | dict | None = None) -> None:
+        super().__init__(config)
+        for part in WINDOWS:  # (N, 1, h, w) uint8 grey windows
+            self.register_buffer(part, torch.zeros(self.config.count, 1, *window_shape(part), dtype=torch.uint8))
 
     def windows(self, part: str, like: torch.Tensor) -> torch.Tensor:
         """(2N, 1, h, w) `part`'s windows and their mirror images, in [-1, 1], on `like`'s device and dtype."""
@@ -185,81 +202,66 @@ class ExemplarBank(nn.Module):
         offset = torch.tensor(offsets, device=grey.device)[best // bank.shape[0]]  # (B, 2)
         return best % bank.shape[0], offset
 
-    def transfer(self, filled: torch.Tensor, mask: torch.Tensor, sigma: float, ramp: float,
-                 trust: torch.Tensor | None = None, contrast: float = 0.0) -> torch.Tensor:
-        """Eqs. 5-6 for each part whose window the hole reaches deeper than one pixel.
-
-        Computed in float32 without autocast; returned in `filled`'s dtype.
-
-        Args:
-            filled: (B, 3, S, S) the composited fill x (the fill in the hole, the photo around it).
-            mask: (B, 1, S, S), 1 = hole.
-            sigma: σ of G in pixels: detail finer than this comes from the exemplar.
-            ramp: Distance into the hole, in pixels, from which the exemplar's detail is taken whole.
-            trust: (B,) the face prior's trust in the frame being an aligned face; None = 1.
-            contrast: r of eq. 6 (`feature_region`) from this contrast; 0 = r = 1 (the whole core).
-
-        Returns:
-            (B, 3, S, S).
-        """
-        if filled.is_meta or filled.shape[-1] != filled.shape[-2]:
+    def forward(self, filled: torch.Tensor, mask: torch.Tensor, draft: Draft | None) -> torch.Tensor:
+        """Eqs. 5-6 for each part whose window the hole reaches deeper than one pixel."""
+        if filled.shape[-1] != filled.shape[-2]:
             return filled
-        with torch.autocast(filled.device.type, enabled=False):
-            x, hole = filled.float(), mask.float()
-            side = x.shape[-1]
-            depth = deep = None  # measured once, for the first part the hole hides
-            for part in PART_WINDOWS:
-                top, bottom, left, right = window_box(part, side)
-                core = _core(part, side, EDGE * side, x)  # (1, 1, S, S)
-                cover = (core * hole).sum(dim=(2, 3)) / core.sum()  # (B, 1): the share of the core that is hole
-                hidden = ((cover - COVER[0]) / (COVER[1] - COVER[0])).clamp(0.0, 1.0)[..., None, None]
-                if not bool(hidden.any()):
-                    continue  # the hole misses the part, or hides too little of it
-                if depth is None:
-                    depth = hole_depth(hole, math.ceil(ramp))
-                    deep = (depth / ramp).clamp(max=1.0) * hole  # (B, 1, S, S)
-                    if trust is not None:
-                        deep = deep * trust.float().view(-1, 1, 1, 1)
-                reach = (deep * hidden)[..., top:bottom, left:right]
-                if not bool(((depth[..., top:bottom, left:right] > 1) & (reach > 0)).any()):
-                    continue  # the hole misses the window, or only strokes a pixel wide cross it
-                shape = window_shape(part)
-                scale = side / BANK_SIDE
-                margin = math.ceil(MAX_SHIFT * scale)
-                padded = F.pad(torch.cat([x.mean(dim=1, keepdim=True), hole], dim=1), (margin,) * 4, mode="replicate")
-                around = padded[..., top:bottom + 2 * margin, left:right + 2 * margin]  # the window and its margin
-                around = F.interpolate(around, size=(shape[0] + 2 * MAX_SHIFT, shape[1] + 2 * MAX_SHIFT), mode="area")
-                index, offset = self.match(part, around[:, :1], around[:, 1:])
-                crop = x[..., top:bottom, left:right]  # (B, 3, H_w, W_w)
-                windows = self.windows(part, x)[index]  # (B, 1, h, w)
-                if contrast:
-                    windows = torch.cat([windows, feature_region(windows, contrast)], dim=1)  # (B, 2, h, w)
-                chosen = F.interpolate(windows, size=crop.shape[-2:], mode="bicubic",
-                                       align_corners=False)  # (B, 1 or 2, H_w, W_w)
-                detail = chosen[:, :1] - gaussian_blur(chosen[:, :1], sigma)  # the exemplar's detail
-                moved = torch.cat([detail, chosen[:, 1:]], dim=1)  # moved to its best place, with its region
-                moved = torch.stack([shift(d, round(float(dy) * scale), round(float(dx) * scale))
-                                     for d, (dy, dx) in zip(moved, offset.tolist())])
-                detail, region = moved[:, :1], moved[:, 1:].clamp(0.0, 1.0)
-                own = crop - gaussian_blur(crop, sigma)  # (B, 3, H_w, W_w): the fill's
-                detail = detail * detail_gain(own.mean(dim=1, keepdim=True), detail, 1.0 - hole[..., top:bottom,
-                                                                                                  left:right])
-                if contrast:  # only the exemplar's eyes themselves (r of eq. 6)
-                    detail = detail * region
-                weight = reach * core[..., top:bottom, left:right]
-                x = x.clone()
-                x[..., top:bottom, left:right] = crop + weight * (detail - own)
-            return x.clamp(-1.0, 1.0).to(filled.dtype)
+        trust, contrast = None if draft is None else draft.trust, self.config.contrast
+        x, hole, side = filled, mask, filled.shape[-1]
+        sigma, ramp = self.config.sigma * side, self.config.ramp * side
+        depth = deep = None  # measured once, for the first part the hole hides
+        for part in WINDOWS:
+            top, bottom, left, right = window_box(part, side)
+            core = _core(part, side, EDGE * side, x)  # (1, 1, S, S)
+            cover = (core * hole).sum(dim=(2, 3)) / core.sum()  # (B, 1): the share of the core that is hole
+            hidden = ((cover - COVER[0]) / (COVER[1] - COVER[0])).clamp(0.0, 1.0)[..., None, None]
+            if not bool(hidden.any()):
+                continue  # the hole misses the part, or hides too little of it
+            if depth is None:
+                depth = hole_depth(hole, math.ceil(ramp))
+                deep = (depth / ramp).clamp(max=1.0) * hole  # (B, 1, S, S)
+                if trust is not None:
+                    deep = deep * trust.view(-1, 1, 1, 1)
+            reach = (deep * hidden)[..., top:bottom, left:right]
+            if not bool(((depth[..., top:bottom, left:right] > 1) & (reach > 0)).any()):
+                continue  # the hole misses the window, or only strokes a pixel wide cross it
+            shape = window_shape(part)
+            scale = side / BANK_SIDE
+            margin = math.ceil(MAX_SHIFT * scale)
+            padded = F.pad(torch.cat([x.mean(dim=1, keepdim=True), hole], dim=1), (margin,) * 4, mode="replicate")
+            around = padded[..., top:bottom + 2 * margin, left:right + 2 * margin]  # the window and its margin
+            around = F.interpolate(around, size=(shape[0] + 2 * MAX_SHIFT, shape[1] + 2 * MAX_SHIFT), mode="area")
+            index, offset = self.match(part, around[:, :1], around[:, 1:])
+            crop = x[..., top:bottom, left:right]  # (B, 3, H_w, W_w)
+            windows = self.windows(part, x)[index]  # (B, 1, h, w)
+            if contrast:
+                windows = torch.cat([windows, feature_region(windows, contrast)], dim=1)  # (B, 2, h, w)
+            chosen = F.interpolate(windows, size=crop.shape[-2:], mode="bicubic",
+                                   align_corners=False)  # (B, 1 or 2, H_w, W_w)
+            detail = chosen[:, :1] - gaussian_blur(chosen[:, :1], sigma)  # the exemplar's detail
+            moved = torch.cat([detail, chosen[:, 1:]], dim=1)  # moved to its best place, with its region
+            moved = torch.stack([shift(d, round(float(dy) * scale), round(float(dx) * scale))
+                                 for d, (dy, dx) in zip(moved, offset.tolist())])
+            detail, region = moved[:, :1], moved[:, 1:].clamp(0.0, 1.0)
+            own = crop - gaussian_blur(crop, sigma)  # (B, 3, H_w, W_w): the fill's
+            detail = detail * detail_gain(own.mean(dim=1, keepdim=True), detail, 1.0 - hole[..., top:bottom,
+                                                                                              left:right])
+            if contrast:  # only the exemplar's eyes themselves (r of eq. 6)
+                detail = detail * region
+            weight = reach * core[..., top:bottom, left:right]
+            x = x.clone()
+            x[..., top:bottom, left:right] = crop + weight * (detail - own)
+        return x.clamp(-1.0, 1.0)
 
 
-def load_bank_file(bank: ExemplarBank, path: str | Path) -> None:
+def load_bank_file(bank: ExemplarDetail, path: str | Path) -> None:
     """Load a file written by `scripts/fit_exemplar_bank.py` into `bank`, strictly.
 
     Raises:
         CheckpointError: Unreadable file, missing or unexpected parts, or windows of another shape, count or dtype.
     """
     state = read_state_dict(path, "exemplar bank")
-    wrong = sorted(set(state) ^ set(PART_WINDOWS))
+    wrong = sorted(set(state) ^ set(WINDOWS))
     if wrong:
         raise CheckpointError(f"exemplar bank {path}: parts missing or unexpected: {', '.join(wrong)}")
     for part, windows in state.items():

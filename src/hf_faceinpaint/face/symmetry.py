@@ -25,12 +25,14 @@ differs from side to side) stay; only the detail finer than σ comes from the mi
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from ..faces import FACE_CENTRE, FACE_WIDTH
-from .prior import erode, gaussian_blur, hole_depth
+from . import geometry
+from .base import DetailStage, Draft
+from .filters import erode, gaussian_blur, hole_depth, shift
 
 MATCH_SIDE = 128  # eq. 3 is solved on the frame area-resampled to this side
 MAX_SHIFT = (0.025, 0.08)  # largest |dy|, |dx| searched, fractions of the side
@@ -39,28 +41,14 @@ TRUST_NCC = (0.1, 0.35)  # NCC of eq. 3 at which the trust t starts to rise, and
 # A shift counts in eq. 3 only where the frame and its mirror image are both known on at least this share of the face
 # region: with half the face painted over, the few pixels left would give an NCC that is high by chance.
 MIN_MATCHED = 0.25
-# The face region of a training-style frame (`faces.face_frame`): the frontal-face detector's box, whose centre and
-# width on the training faces are FACE_CENTRE and FACE_WIDTH; (top, bottom, left, right) fractions of the side.
-FACE_REGION = (FACE_CENTRE[1] - FACE_WIDTH / 2, FACE_CENTRE[1] + FACE_WIDTH / 2,
-               FACE_CENTRE[0] - FACE_WIDTH / 2, FACE_CENTRE[0] + FACE_WIDTH / 2)
-
-
-def shift(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
-    """x moved by dy rows and dx columns, zero where nothing moved in: out[..., i, j] = x[..., i − dy, j − dx]."""
-    height, width = x.shape[-2:]
-    out = torch.zeros_like(x)
-    if abs(dy) >= height or abs(dx) >= width:
-        return out
-    rows_in, rows_out = slice(max(-dy, 0), height - max(dy, 0)), slice(max(dy, 0), height + min(dy, 0))
-    cols_in, cols_out = slice(max(-dx, 0), width - max(dx, 0)), slice(max(dx, 0), width + min(dx, 0))
-    out[..., rows_out, cols_out] = x[..., rows_in, cols_in]
-    return out
 
 
 def face_region(like: torch.Tensor) -> torch.Tensor:
-    """(1, 1, H, W) ones on `FACE_REGION` of a frame shaped like `like` (B, C, H, W), zeros elsewhere."""
+    """(1, 1, H, W) ones on the face region (`geometry.FACE`) of a frame shaped like `like` (B, C, H, W), zeros
+    elsewhere."""
     height, width = like.shape[-2:]
-    top, bottom, left, right = FACE_REGION
+    box = geometry.FACE
+    top, bottom, left, right = box.top, box.bottom, box.left, box.right
     region = torch.zeros(1, 1, height, width, dtype=like.dtype, device=like.device)
     rows = slice(max(round(top * height), 0), round(bottom * height))
     region[..., rows, max(round(left * width), 0) : round(right * width)] = 1
@@ -138,47 +126,55 @@ def mirror_match(frame: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor,
     return best, (best_dy * scale).round().long(), (best_dx * scale).round().long()
 
 
-def transfer_mirror_detail(filled: torch.Tensor, mask: torch.Tensor, sigma: float, ramp: float,
-                           face_trust: torch.Tensor | None = None, axis_trust: float = 0.0) -> torch.Tensor:
-    """Eq. 4: the fill's detail replaced by the mirrored face's, deep inside the hole where the mirror is known.
-
-    Computed in float32 without autocast (bf16 separable blurs are slow on CPUs); returned in `filled`'s dtype.
+@dataclass
+class MirrorConfig:
+    """Settings of eq. 4 (the defaults are msl-face's), lengths as fractions of the frame's side.
 
     Args:
-        filled: (B, 3, H, W) the composited fill x (the fill in the hole, the photo around it), square frames.
-        mask: (B, 1, H, W), 1 = hole.
-        sigma: σ of G in pixels: detail finer than this comes from the mirror.
-        ramp: Distance into the hole, in pixels, from which the mirror's detail is taken whole.
-        face_trust: (B,) trust in the frame being an aligned face (the face prior's), multiplied into t; None = 1.
-        axis_trust: t where eq. 3 has no shift to measure (a half face painted over: no shift matches
-            `MIN_MATCHED` of the face region): the frame is then mirrored about its own centre, the face's axis in a
-            training-style frame (`faces.FACE_CENTRE`); 0 = no mirror detail there.
-
-    Returns:
-        (B, 3, H, W).
+        sigma: σ of G: the detail finer than this comes from the mirror.
+        ramp: Depth into the hole from which the mirror's detail is taken whole.
+        axis_trust: t where eq. 3 has no shift to measure (half a face painted over: no shift matches
+            `MIN_MATCHED` of the face region): the frame is then mirrored about its own centre, the face's axis in an
+            aligned frame (`geometry.AXIS`); 0 = no mirror detail there.
     """
-    if filled.is_meta or filled.shape[-1] != filled.shape[-2]:
-        return filled
-    with torch.autocast(filled.device.type, enabled=False):
-        x, hole = filled.float(), mask.float()
-        depth = hole_depth(hole, math.ceil(ramp))
+
+    sigma: float = 4 / 256
+    ramp: float = 8 / 256
+    axis_trust: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (self.sigma > 0 and self.ramp > 0 and 0 <= self.axis_trust <= 1):
+            raise ValueError(f"need sigma > 0, ramp > 0 and axis_trust in [0, 1], got {self.sigma}, {self.ramp}, "
+                             f"{self.axis_trust}")
+
+
+class MirrorDetail(DetailStage, config_class=MirrorConfig):
+    """Eqs. 3-4: the fill's detail replaced by the mirrored face's, deep inside the hole where the mirror is known.
+    The trust t of eq. 4 is the match's times the draft's (1 without a draft)."""
+
+    def forward(self, filled: torch.Tensor, mask: torch.Tensor, draft: Draft | None) -> torch.Tensor:
+        config, side = self.config, filled.shape[-1]
+        if filled.shape[-1] != filled.shape[-2]:
+            return filled
+        sigma, ramp = config.sigma * side, config.ramp * side
+        depth = hole_depth(mask, math.ceil(ramp))
         if not bool((depth > 1).any()):  # strokes one or two pixels wide: the network's fill is all they need
             return filled
-        ncc, dys, dxs = mirror_match(x, hole)
+        ncc, dys, dxs = mirror_match(filled, mask)
         trust = ((ncc - TRUST_NCC[0]) / (TRUST_NCC[1] - TRUST_NCC[0])).clamp(0.0, 1.0)  # (B,)
         unmatched = ncc <= -1.0  # no shift could be measured: the frame's own axis
-        trust = torch.where(unmatched, torch.full_like(trust, axis_trust), trust)
+        trust = torch.where(unmatched, torch.full_like(trust, config.axis_trust), trust)
         dys, dxs = dys.masked_fill(unmatched, 0), dxs.masked_fill(unmatched, 0)
-        if face_trust is not None:
-            trust = trust * face_trust.float()
+        if draft is not None:
+            trust = trust * draft.trust
         if not bool(trust.any()):
             return filled
         pairs = list(zip(dys.tolist(), dxs.tolist()))
-        source = torch.stack([shift(frame.flip(-1), dy, dx) for frame, (dy, dx) in zip(x, pairs)])  # s
-        known = torch.stack([shift((1.0 - m).flip(-1), dy, dx) for m, (dy, dx) in zip(hole, pairs)])
+        source = torch.stack([shift(frame.flip(-1), dy, dx) for frame, (dy, dx) in zip(filled, pairs)])  # s
+        known = torch.stack([shift((1.0 - m).flip(-1), dy, dx) for m, (dy, dx) in zip(mask, pairs)])
         known = erode(known)  # a pixel off the mirrored hole's edge
         source_detail = source - gaussian_blur(source * known, sigma) / gaussian_blur(known, sigma).clamp_min(1e-3)
-        own_detail = x - gaussian_blur(x, sigma)
-        weight = (hole * (depth / ramp).clamp(max=1.0) * gaussian_blur(known, 1.5)
-                  * gaussian_blur(face_region(x).expand_as(hole), 0.03 * x.shape[-1]) * trust.view(-1, 1, 1, 1))
-        return (x + weight * (source_detail - own_detail)).clamp(-1.0, 1.0).to(filled.dtype)
+        own_detail = filled - gaussian_blur(filled, sigma)
+        weight = (mask * (depth / ramp).clamp(max=1.0) * gaussian_blur(known, 1.5)
+                  * gaussian_blur(face_region(filled).expand_as(mask), 0.03 * side) * trust.view(-1, 1, 1, 1))
+        return (filled + weight * (source_detail - own_detail)).clamp(-1.0, 1.0)

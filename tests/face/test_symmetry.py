@@ -1,15 +1,23 @@
-"""Mirror detail (`models/symmetry.py`): the shift, eq. 3's search for the face's mirror axis, eq. 4's transfer of the
-mirrored detail into a hole (and everything it must leave alone), and MSL's switch for it."""
+"""Mirror detail (`face/symmetry.py`): eq. 3's search for the face's mirror axis, and eq. 4's transfer of the mirrored
+detail into a hole (and everything it must leave alone)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from hf_faceinpaint import MSLConfig, MSLInpainter
-from hf_faceinpaint.models.prior import gaussian_blur
-from hf_faceinpaint.models.symmetry import (AXIS_GAP, MATCH_SIDE, MAX_SHIFT, MIN_MATCHED, TRUST_NCC, face_region,
-                                            mirror_match, shift, transfer_mirror_detail)
+from hf_faceinpaint.face.base import Draft
+from hf_faceinpaint.face.filters import gaussian_blur, shift
+from hf_faceinpaint.face.symmetry import (AXIS_GAP, MATCH_SIDE, MAX_SHIFT, MIN_MATCHED, TRUST_NCC, MirrorConfig,
+                                          MirrorDetail, face_region, mirror_match)
+
+
+def transfer_mirror_detail(fill: torch.Tensor, mask: torch.Tensor, sigma: float, ramp: float,
+                           face_trust: torch.Tensor | None = None, axis_trust: float = 0.0) -> torch.Tensor:
+    """The `MirrorDetail` stage with σ and the ramp in pixels, and the draft's trust `face_trust` (None: no draft)."""
+    side = fill.shape[-1]
+    stage = MirrorDetail(MirrorConfig(sigma=sigma / side, ramp=ramp / side, axis_trust=axis_trust))
+    return stage(fill, mask, None if face_trust is None else Draft(torch.zeros_like(fill), face_trust))
 
 
 def mirrored(image: torch.Tensor, dx: int) -> torch.Tensor:
@@ -31,14 +39,6 @@ def eye_hole(batch: int, side: int) -> torch.Tensor:
     mask = torch.zeros(batch, 1, side, side)
     mask[..., round(0.34 * side) : round(0.56 * side), round(0.16 * side) : round(0.46 * side)] = 1
     return mask
-
-
-def test_shift_moves_and_fills_with_zeros() -> None:
-    x = torch.arange(1.0, 17.0).view(1, 1, 4, 4)
-    moved = shift(x, 1, -2)
-    assert torch.equal(moved[0, 0, 1:, :2], x[0, 0, :3, 2:])
-    assert moved[0, 0, 0].eq(0).all() and moved[0, 0, :, 2:].eq(0).all()
-    assert shift(x, 4, 0).eq(0).all()
 
 
 @pytest.mark.parametrize("side", [128, 256])
@@ -123,8 +123,8 @@ def test_a_half_face_takes_the_detail_mirrored_about_the_frame_centre_when_asked
     torch.testing.assert_close(weaker - fill, 0.5 * (out - fill), atol=1e-5, rtol=0)  # t of eq. 4
     not_a_face = transfer_mirror_detail(fill, half, 4.0, 2.0, face_trust=torch.zeros(1), axis_trust=1.0)
     assert torch.equal(not_a_face, fill)
-    with pytest.raises(ValueError, match="mirror_axis_trust"):
-        MSLConfig(resolution=32, widths=(8, 16), mirror_detail=2 / 32, mirror_axis_trust=1.5)
+    with pytest.raises(ValueError, match="axis_trust in"):
+        MirrorConfig(axis_trust=1.5)
 
 
 def test_only_the_face_region_receives_detail() -> None:
@@ -137,18 +137,3 @@ def test_only_the_face_region_receives_detail() -> None:
     region = face_region(fill)[0, 0]
     assert changed[40:80, 10:50][region[40:80, 10:50] == 1].max() > 0.05
     assert changed[:, :12].max() == 0  # far outside the face region (its blurred edge ends before column 12)
-
-
-def test_msl_applies_it_inside_the_hole_only_when_configured() -> None:
-    config = dict(resolution=32, widths=(8, 16))
-    torch.manual_seed(0)
-    plain = MSLInpainter(MSLConfig(**config)).eval()
-    with_mirror = MSLInpainter(MSLConfig(**config, mirror_detail=2 / 32, mirror_detail_ramp=1 / 32)).eval()
-    with_mirror.load_state_dict(plain.state_dict())  # no weights of its own
-    image = symmetric_faces(32, [0], seed=4)
-    mask = eye_hole(1, 32)
-    with torch.no_grad():
-        a, b = plain(image, mask), with_mirror(image, mask)
-    assert torch.equal(a * (1 - mask), b * (1 - mask)) and not torch.equal(a, b)
-    with pytest.raises(ValueError, match="mirror_detail"):
-        MSLConfig(**config, mirror_detail=-0.1)

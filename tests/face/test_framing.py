@@ -1,28 +1,27 @@
-"""Face framing: the cascade finds the bundled portrait's face (also with its mouth painted over), the frame puts the
-face where training faces have it, a hole off the face gets no frame, and a face whose eyes or one half the hole
-hides, or whose face the cascade misses with both eyes left, is found by completing it (analysis by synthesis), but
-not made up."""
+"""Face framing (`face/framing.py`, and the search `pipeline.FaceInpaintPipeline.face_frame` runs with it): the cascade
+finds the bundled portrait's face (also with its mouth painted over), the frame puts the face where training faces
+have it, a hole off the face gets no frame, and a face whose eyes or one half the hole hides, or whose face the
+cascade misses with both eyes left, is found by completing it (analysis by synthesis), but not made up."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from hf_faceinpaint.faces import (
+from hf_faceinpaint.face import geometry
+from hf_faceinpaint.face.framing import (
     AGREE_CENTRE,
     AGREE_SIDE,
-    FACE_CENTRE,
-    FACE_WIDTH,
     HIDDEN_EYES_WIDTHS,
-    FaceCompletion,
+    CascadeFramer,
     detect_faces,
     eye_pair_frames,
     face_frame,
-    hidden_face_frame,
-    hole_face_frame,
     shows_an_eye,
 )
 from hf_faceinpaint.images import example_image_path, example_mask_path, image_array, load_image, load_mask
+from hf_faceinpaint.models import MSLConfig, MSLInpainter
+from hf_faceinpaint.pipeline import FaceInpaintPipeline
 
 # The astronaut's face in the bundled 512² portrait, measured by eye: forehead to chin rows 60-170, cols 175-275.
 FACE_ROWS, FACE_COLS = (60, 170), (175, 275)
@@ -39,17 +38,37 @@ def _centre_on_face(box: tuple[int, int, int]) -> bool:
     return FACE_ROWS[0] < top + side / 2 < FACE_ROWS[1] and FACE_COLS[0] < left + side / 2 < FACE_COLS[1]
 
 
-def _perfect_drawer(image: np.ndarray, calls: list) -> FaceCompletion:
+def _perfect_drawer(image: np.ndarray, calls: list):
     """A face drawer that draws the real face: the frame's crop of the unpainted `image` (edge-padded where it
     sticks out), noting each frame it is asked for in `calls`."""
 
-    def the_photo(photo: np.ndarray, hole: np.ndarray, frame: tuple[int, int, int]) -> np.ndarray:
+    def the_photo(photo: np.ndarray, hole: np.ndarray, frame: tuple[int, int, int], keep=None) -> np.ndarray:
         calls.append(frame)
         left, top, side = frame
         padded = np.pad(image, ((side, side), (side, side), (0, 0)), mode="edge")
         return padded[top + side : top + 2 * side, left + side : left + 2 * side]
 
     return the_photo
+
+
+def _searcher(drawer) -> FaceInpaintPipeline:
+    """A pipeline whose search draws faces with `drawer` instead of a draft (the search alone is under test)."""
+    pipeline = FaceInpaintPipeline(MSLInpainter(MSLConfig(resolution=32, widths=(8, 16))), CascadeFramer())
+    pipeline.draft = object()  # a draft is there: the search runs
+    pipeline.drawn = drawer
+    return pipeline
+
+
+def hole_face_frame(image: np.ndarray, mask: np.ndarray, drawer=None):
+    """The frame the pipeline finds: the cascade's, else (with `drawer`) the search's."""
+    return CascadeFramer().detect(image, mask) if drawer is None else _searcher(drawer).face_frame(image, mask)
+
+
+def hidden_face_frame(image: np.ndarray, mask: np.ndarray, drawer):
+    """The search's frame alone (the cascade's detection skipped)."""
+    pipeline = _searcher(drawer)
+    pipeline.framer.detect = lambda image, mask: None
+    return pipeline.face_frame(image, mask)
 
 
 @pytest.mark.parametrize("painted", [False, True])
@@ -74,8 +93,9 @@ def test_a_large_photo_is_searched_at_the_detection_size(portrait) -> None:
 
 def test_face_frame_puts_the_box_where_training_faces_have_it() -> None:
     frame = 300
-    side = round(FACE_WIDTH * frame)
-    box = (round(40 + FACE_CENTRE[0] * frame - side / 2), round(-10 + FACE_CENTRE[1] * frame - side / 2), side)
+    side = round(geometry.DETECTOR_WIDTH * frame)
+    box = (round(40 + geometry.DETECTOR_CENTRE[0] * frame - side / 2),
+           round(-10 + geometry.DETECTOR_CENTRE[1] * frame - side / 2), side)
     left, top, got = face_frame(box)
     assert got == pytest.approx(frame, abs=1) and left == pytest.approx(40, abs=1) and top == pytest.approx(-10, abs=1)
 
@@ -147,7 +167,7 @@ def test_an_eye_is_seen_on_the_known_half_of_a_face_only(portrait) -> None:
 
 def test_no_face_is_made_up_when_the_drawn_face_is_none(eyes_painted_over) -> None:
     image, mask = eyes_painted_over
-    white = lambda photo, hole, frame: np.full((frame[2], frame[2], 3), 255, np.uint8)  # noqa: E731 (no eyes)
+    white = lambda photo, hole, frame, keep=None: np.full((frame[2], frame[2], 3), 255, np.uint8)  # noqa: E731
     assert hidden_face_frame(image, mask, white) is None
     noise = np.random.default_rng(0).integers(0, 256, (400, 600, 3), dtype=np.uint8)
     hole = np.zeros((400, 600), bool)
@@ -165,10 +185,9 @@ def test_real_faces_hidden_by_a_painted_over_mouth_are_framed_from_their_eyes(sh
     from hf_faceinpaint.evaluation.dataset import load_eval_images
     from hf_faceinpaint.masks import part_mask
     from hf_faceinpaint.models.registry import load_model
-    from hf_faceinpaint.pipeline import prior_completion
 
     faces = load_eval_images(str(shared_dir / "data/celebahq_eval256"), 288).pixels
-    complete = prior_completion(load_model("msl-face"))
+    pipeline = load_model("msl-face")
     missed, found = 0, []
     for face in faces:
         photo = np.full((640, 640, 3), 128, np.uint8)
@@ -179,7 +198,7 @@ def test_real_faces_hidden_by_a_painted_over_mouth_are_framed_from_their_eyes(sh
         if not truth or detect_faces(photo, mask):
             continue
         missed += 1
-        frame = hole_face_frame(photo, mask, complete)
+        frame = pipeline.face_frame(photo, mask)
         if frame is not None:
             found.append((frame, face_frame(truth[0])))
     assert missed >= 5 and len(found) >= missed / 2, (missed, len(found))

@@ -1,7 +1,7 @@
-"""Exemplar detail (`models/exemplars.py`): cutting the bank's windows, eq. 5's search over windows and shifts, eq.
-6's transfer (only the hole's core, damped to the photo's detail level, with a contrast only on the exemplar's eyes
+"""Exemplar detail (`face/exemplars.py`): cutting the bank's windows, eq. 5's search over windows and shifts, eq. 6's
+transfer (only the hole's core, damped to the photo's detail level, with a contrast only on the exemplar's eyes
 themselves, nothing where the hole misses the part, hides too little of it or the frame is not trusted), the strict
-bank file, and MSL's switch for it."""
+bank file, the stage's own Hub round trip, and the bank script."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ import pytest
 import torch
 from PIL import Image
 
-from hf_faceinpaint import MSLConfig, MSLInpainter
-from hf_faceinpaint.io import CheckpointError, save_safetensors_atomic
-from hf_faceinpaint.models.exemplars import (
+from hf_faceinpaint.face import geometry
+from hf_faceinpaint.face.base import Draft
+from hf_faceinpaint.face.exemplars import (
     BANK_SIDE,
     MAX_SHIFT,
-    PART_CORES,
-    ExemplarBank,
+    ExemplarConfig,
+    ExemplarDetail,
     cut_windows,
     detail_gain,
     feature_region,
@@ -28,12 +28,28 @@ from hf_faceinpaint.models.exemplars import (
     window_box,
     window_shape,
 )
-from hf_faceinpaint.models.prior import gaussian_blur
+from hf_faceinpaint.face.filters import gaussian_blur
+from hf_faceinpaint.io import CheckpointError, save_safetensors_atomic
 
 SIDE = 256
+CORE = geometry.EYE_CORE.pixels(SIDE)  # (top, bottom, left, right) of the eyes' core
 
 
-def random_bank(count: int = 6, seed: int = 0) -> ExemplarBank:
+def ExemplarBank(count: int) -> ExemplarDetail:  # noqa: N802 - the stage as a bank of `count` windows
+    return ExemplarDetail(ExemplarConfig(count=count))
+
+
+def transfer(bank: ExemplarDetail, filled: torch.Tensor, mask: torch.Tensor, sigma: float, ramp: float,
+             trust: torch.Tensor | None = None, contrast: float = 0.0) -> torch.Tensor:
+    """Eqs. 5-6 with `bank`'s windows, σ and the ramp in pixels, and the draft's trust (None: no draft)."""
+    side = filled.shape[-1]
+    stage = ExemplarDetail(ExemplarConfig(count=bank.config.count, sigma=sigma / side, ramp=ramp / side,
+                                          contrast=contrast))
+    stage.eyes.copy_(bank.eyes)
+    return stage(filled, mask, None if trust is None else Draft(torch.zeros_like(filled), trust))
+
+
+def random_bank(count: int = 6, seed: int = 0) -> ExemplarDetail:
     """A bank of smooth random grey windows."""
     generator = torch.Generator().manual_seed(seed)
     bank = ExemplarBank(count)
@@ -44,8 +60,9 @@ def random_bank(count: int = 6, seed: int = 0) -> ExemplarBank:
 
 def eyes_hole(batch: int, side: int = SIDE) -> torch.Tensor:
     """(B, 1, side, side): the evaluation's eyes box."""
+    top, bottom, left, right = geometry.PARTS["eyes"].pixels(side)
     mask = torch.zeros(batch, 1, side, side)
-    mask[..., round(0.36 * side) : round(0.56 * side), round(0.20 * side) : round(0.80 * side)] = 1
+    mask[..., top:bottom, left:right] = 1
     return mask
 
 
@@ -65,7 +82,7 @@ def test_windows_are_grey_uint8_cuts_of_the_bank_side() -> None:
 def test_eq_5_finds_the_window_and_its_place_under_a_hole(mirrored: bool, offset: tuple[int, int]) -> None:
     bank = random_bank()
     windows = bank.windows("eyes", torch.zeros(1))  # (2N, 1, h, w)
-    wanted = 3 + (bank.count if mirrored else 0)
+    wanted = 3 + (bank.config.count if mirrored else 0)
     height, width = window_shape("eyes")
     dy, dx = offset
     # the window seen with a margin of MAX_SHIFT: the wanted window placed at (dy, dx), brightened by 0.2 (eq. 5
@@ -86,9 +103,9 @@ def test_eq_6_changes_only_the_holes_core_and_takes_the_exemplars_detail() -> No
     filled[..., :90, :] += 0.05 * torch.randn(2, 3, 90, SIDE, generator=generator)  # the photo's own detail above
     filled = filled.clamp(-1, 1)
     mask = eyes_hole(2)
-    out = bank.transfer(filled, mask, sigma=4.0, ramp=8.0)
+    out = transfer(bank, filled, mask, sigma=4.0, ramp=8.0)
     changed = (out - filled).abs().amax(dim=1, keepdim=True) > 1e-6  # (B, 1, S, S)
-    top, bottom, left, right = (round(edge * SIDE) for edge in PART_CORES["eyes"])
+    top, bottom, left, right = CORE
     ramp = round(0.03 * SIDE)
     assert changed.any() and not (changed & (mask == 0)).any()  # the hole only
     assert not changed[..., : top - ramp, :].any() and not changed[..., bottom + ramp + 1 :, :].any()  # its core
@@ -128,9 +145,9 @@ def test_eq_6_with_a_contrast_takes_the_exemplars_eyes_and_leaves_the_skin_smoot
     generator = torch.Generator().manual_seed(3)
     filled = (0.4 + 0.08 * torch.randn(1, 3, SIDE, SIDE, generator=generator)).clamp(-1, 1)  # blotchy skin
     mask = eyes_hole(1)
-    whole, eyes = (bank.transfer(filled, mask, 4.0, 8.0, contrast=contrast) for contrast in (0.0, 0.15))
+    whole, eyes = (transfer(bank, filled, mask, 4.0, 8.0, contrast=contrast) for contrast in (0.0, 0.15))
     smooth = gaussian_blur(filled, 4.0)
-    top, bottom, left, right = (round(edge * SIDE) for edge in PART_CORES["eyes"])
+    top, bottom, left, right = CORE
     between = (..., slice(top + 2, top + 20), slice(round(0.47 * SIDE), round(0.53 * SIDE)))  # skin, deep in the hole
     # between the eyes the fill's blotches are gone either way, and with the contrast no wrinkle is drawn there
     torch.testing.assert_close(eyes[between], smooth[between], atol=1e-4, rtol=0)
@@ -139,8 +156,8 @@ def test_eq_6_with_a_contrast_takes_the_exemplars_eyes_and_leaves_the_skin_smoot
     # the irises: both draw the exemplar's dark detail
     core = (..., slice(top, bottom), slice(left, right))
     assert (eyes - smooth)[core].min() < -0.3 and (whole - smooth)[core].min() < -0.3
-    with pytest.raises(ValueError, match="exemplar_contrast >= 0"):
-        MSLConfig(exemplar_contrast=-0.1)
+    with pytest.raises(ValueError, match="contrast >= 0"):
+        ExemplarConfig(contrast=-0.1)
 
 
 def test_eq_6_leaves_frames_alone_that_it_must_not_touch() -> None:
@@ -148,15 +165,15 @@ def test_eq_6_leaves_frames_alone_that_it_must_not_touch() -> None:
     filled = torch.rand(2, 3, SIDE, SIDE) * 2 - 1
     mouth = torch.zeros(2, 1, SIDE, SIDE)
     mouth[..., 170:210, 80:180] = 1  # misses the eyes' window
-    assert torch.equal(bank.transfer(filled, mouth, 4.0, 8.0), filled)
-    assert torch.equal(bank.transfer(filled, eyes_hole(2), 4.0, 8.0, trust=torch.zeros(2)), filled)  # no face
-    assert torch.equal(bank.transfer(filled[..., :200], eyes_hole(2)[..., :200], 4.0, 8.0), filled[..., :200])
+    assert torch.equal(transfer(bank, filled, mouth, 4.0, 8.0), filled)
+    assert torch.equal(transfer(bank, filled, eyes_hole(2), 4.0, 8.0, trust=torch.zeros(2)), filled)  # no face
+    assert torch.equal(transfer(bank, filled[..., :200], eyes_hole(2)[..., :200], 4.0, 8.0), filled[..., :200])
     nose = torch.zeros(2, 1, SIDE, SIDE)
     nose[..., round(0.45 * SIDE) : round(0.68 * SIDE), round(0.38 * SIDE) : round(0.62 * SIDE)] = 1
-    assert torch.equal(bank.transfer(filled, nose, 4.0, 8.0), filled)  # reaches the eyes' core, hides too little
+    assert torch.equal(transfer(bank, filled, nose, 4.0, 8.0), filled)  # reaches the eyes' core, hides too little
     thin = torch.zeros(2, 1, SIDE, SIDE)
     thin[..., 120, 60:200] = 1  # a one-pixel stroke: never deep enough
-    assert torch.equal(bank.transfer(filled, thin, 4.0, 8.0), filled)
+    assert torch.equal(transfer(bank, filled, thin, 4.0, 8.0), filled)
 
 
 def test_the_detail_gain_matches_a_soft_photo_and_never_amplifies() -> None:
@@ -185,21 +202,17 @@ def test_a_bank_file_loads_strictly(tmp_path) -> None:
             load_bank_file(ExemplarBank(4), tmp_path / f"{name}.safetensors")
 
 
-def test_msl_with_a_bank_saves_it_as_uint8_and_uses_it(tmp_path) -> None:
-    config = MSLConfig(resolution=SIDE, widths=(4, 8), discriminator_widths=(8, 16), exemplar_count=5)
-    model = MSLInpainter(config).eval()
-    model.exemplars.eyes.copy_(random_bank(count=5).eyes)
-    model.save_pretrained(tmp_path / "m")
-    loaded = MSLInpainter.from_pretrained(tmp_path / "m").eval()
-    assert loaded.exemplars.eyes.dtype == torch.uint8 and torch.equal(loaded.exemplars.eyes, model.exemplars.eyes)
-    image, mask = torch.rand(1, 3, SIDE, SIDE) * 2 - 1, eyes_hole(1)
-    plain = MSLInpainter(config.__class__(**{**config.__dict__, "exemplar_count": 0})).eval()
-    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("exemplars.")})
+def test_the_stage_saves_its_bank_as_uint8_and_uses_it(tmp_path) -> None:
+    bank = random_bank(count=5)
+    bank.save_pretrained(tmp_path / "m")
+    loaded = ExemplarDetail.from_pretrained(tmp_path / "m")
+    assert loaded.eyes.dtype == torch.uint8 and torch.equal(loaded.eyes, bank.eyes)
+    filled, mask = torch.rand(1, 3, SIDE, SIDE) * 2 - 1, eyes_hole(1)
     with torch.inference_mode():
-        assert not torch.allclose(loaded(image, mask), plain(image, mask))
-    with pytest.raises(ValueError, match="exemplar_detail > 0"):
-        MSLConfig(exemplar_count=2, exemplar_detail=0.0)
-    with pytest.raises(ValueError, match="at least one window"):
+        assert not torch.allclose(loaded(filled, mask, None), filled)
+    with pytest.raises(ValueError, match="sigma > 0"):
+        ExemplarConfig(count=2, sigma=0.0)
+    with pytest.raises(ValueError, match="count >= 1"):
         ExemplarBank(0)
 
 
