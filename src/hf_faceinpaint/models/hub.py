@@ -52,10 +52,43 @@ def load_state_dict_strict(model: torch.nn.Module, state_dict: dict[str, torch.T
         lines = [f"checkpoint {source} does not match {type(model).__name__}:"]
         for title, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("mis-shaped keys", mis_shaped)):
             if keys:
-                shown = ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
-                lines.append(f"  {title}: {shown}")
+                lines.append(f"  {title}: {_shown(keys)}")
         raise CheckpointError("\n".join(lines))
+    check_tensor_values(own, state_dict, source)
     model.load_state_dict({key: value.to(own[key].dtype) for key, value in state_dict.items()}, strict=True)
+
+
+def check_tensor_values(own: dict[str, torch.Tensor], state_dict: dict[str, torch.Tensor], source: str) -> None:
+    """Refuse tensors that would load as garbage: a dtype the model's tensor of that name cannot take (only floating
+    point casts to floating point, e.g. float16 checkpoints into float32 models; integer and bool tensors must match
+    exactly), or NaN / infinite values in a floating tensor. Raises `CheckpointError` naming the tensors.
+
+    Args:
+        own: The model's tensors by name (its state dict); names absent from it are not checked.
+        state_dict: The checkpoint's tensors by name.
+        source: The checkpoint, for the message.
+    """
+    shared = sorted(set(own) & set(state_dict))
+    wrong_dtype = [f"{key} ({str(state_dict[key].dtype)[6:]}, the model needs {str(own[key].dtype)[6:]})"
+                   for key in shared if not _castable(state_dict[key].dtype, own[key].dtype)]
+    non_finite = [f"{key} ({int((~torch.isfinite(state_dict[key])).sum())} of {state_dict[key].numel()} values)"
+                  for key in shared if state_dict[key].is_floating_point() and not torch.isfinite(state_dict[key]).all()]
+    lines = [f"checkpoint {source} is corrupt:"] if wrong_dtype or non_finite else []
+    if wrong_dtype:
+        lines.append(f"  tensors of the wrong dtype: {_shown(wrong_dtype)}")
+    if non_finite:
+        lines.append(f"  tensors with NaN or infinite values: {_shown(non_finite)}")
+    if lines:
+        raise CheckpointError("\n".join(lines))
+
+
+def _castable(stored: torch.dtype, needed: torch.dtype) -> bool:
+    return stored == needed or (stored.is_floating_point and needed.is_floating_point)
+
+
+def _shown(items: list[str]) -> str:
+    """The first 8 of `items`, comma-separated, with the count when there are more."""
+    return ", ".join(items[:8]) + (f", ... ({len(items)} in all)" if len(items) > 8 else "")
 
 
 def read_config(path: Path) -> dict[str, Any]:

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .hub import CheckpointError, read_state_dict, save_safetensors_atomic
+from .hub import CheckpointError, check_tensor_values, read_state_dict, save_safetensors_atomic
 
 
 def _conv(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
@@ -452,6 +452,7 @@ def load_fit_file(prior: FacePrior, path: str | os.PathLike) -> None:
     missing = [key for key in PRIOR_KEYS if key not in state]
     if missing:
         raise CheckpointError(f"face prior file {path} lacks {', '.join(missing)}")
+    check_tensor_values({key: getattr(prior, key) for key in PRIOR_KEYS}, state, str(path))
     mean, basis, variance = (state[key].float() for key in PRIOR_KEYS)
     if mean.shape != prior.mean.shape or basis.shape[1:] != prior.basis.shape[1:]:
         raise CheckpointError(
@@ -494,4 +495,5 @@ def _load_refiner(refiner: PriorRefiner, state: dict[str, torch.Tensor], path: s
     bad = [key for key in expected if expected[key].shape != state[key].shape]
     if bad:
         raise CheckpointError(f"face prior file {path}: refiner tensors of the wrong shape: {', '.join(bad[:5])}")
+    check_tensor_values(expected, state, str(path))
     refiner.load_state_dict(state)
