@@ -251,3 +251,11 @@ def test_local_checkpoint_folder_and_a_corrupt_one(tmp_path: Path, capsys: pytes
     out.unlink()
     _assert_one_error_line(capsys, main(args), "cannot read weights file")
     assert not out.exists()
+
+
+def test_a_device_no_model_can_run_on_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    image, mask = _write_pair(tmp_path, "face")
+    out = tmp_path / "out.png"
+    status = main(["inpaint", str(image), str(mask), "-o", str(out), "--device", "meta"])
+    _assert_one_error_line(capsys, status, "device 'meta' cannot run a model")
+    assert not out.exists()

@@ -13,7 +13,6 @@ from PIL import Image
 from tqdm import tqdm
 
 from . import __version__
-from .devices import parse_device
 from .evaluation.command import add_evaluate_command
 from .images import example_image_path, example_mask_path, image_format, save_image
 from .models.classic import ClassicInpainter
@@ -33,11 +32,10 @@ def error_message(err: BaseException) -> str:
 
 
 def _resolve(spec: str | None, device: str | None, allow_untrained: bool = False) -> ResolvedModel:
-    """`resolve_model` with the CLI's checks: a usable device, and the no-default warning folded into the output."""
-    torch_device = None if device is None else parse_device(device)
+    """`resolve_model` (which checks the device) with the no-default warning folded into the output."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="no trained default model")  # the printed method line says it
-        resolved = resolve_model(spec, device=torch_device, allow_untrained=allow_untrained)
+        resolved = resolve_model(spec, device=device, allow_untrained=allow_untrained)
     if spec is None and isinstance(resolved.model, ClassicInpainter):
         resolved.source = "no trained default model ships with this installation"
     return resolved

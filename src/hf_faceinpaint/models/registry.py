@@ -24,6 +24,7 @@ from typing import Any, Union
 import torch
 from torch import nn
 
+from ..devices import parse_device
 from .classic import CLASSIC_LABELS, CLASSIC_METHODS, ClassicInpainter
 from .hub import _REPO_ID, CONFIG_NAME, read_config
 
@@ -200,10 +201,11 @@ def resolve_model(
             label it as untrained). An untrained network never stands in for a result otherwise.
 
     Raises:
-        ValueError: A preset name without `allow_untrained`.
+        ValueError: A preset name without `allow_untrained`; a device no model runs on or this machine lacks.
         FileNotFoundError, OSError, CheckpointError: A shipped model this installation lacks; a folder or Hub repo
             that holds no readable checkpoint, or cannot be downloaded.
     """
+    device = None if device is None else parse_device(device)
     if spec is None:
         if shipped_checkpoint(DEFAULT_MODEL) is None:
             warnings.warn(
@@ -221,7 +223,7 @@ def resolve_model(
     name = os.fspath(spec)
     if name in CLASSIC_METHODS:
         return ResolvedModel(name, "OpenCV classic inpainting, no weights", False, ClassicInpainter(name))
-    torch_device = torch.device(device) if device is not None else torch.device("cpu")
+    torch_device = device or torch.device("cpu")
     exists = os.path.exists(name)
     if name in PRESETS and not exists:
         if not allow_untrained:
