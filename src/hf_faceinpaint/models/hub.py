@@ -11,8 +11,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx2
 import torch
-from huggingface_hub import ModelCard, PyTorchModelHubMixin, hf_hub_download
+from huggingface_hub import ModelCard, PyTorchModelHubMixin, constants, get_session, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, OfflineModeIsEnabled
 
 from ..io import CheckpointError, read_safetensors, read_state_dict, save_safetensors_atomic, write_text_atomic
@@ -23,6 +24,8 @@ WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 REPO_URL = "https://github.com/hf-faceinpaint/hf-faceinpaint"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+#: Seconds `hub_reachable` waits for the Hub's answer (the Hub client itself retries for about 24 s per file).
+HUB_PROBE_TIMEOUT_S = 3.0
 
 T = TypeVar("T", bound="HubModelMixin")
 
@@ -91,6 +94,27 @@ def _shown(items: list[str]) -> str:
     return ", ".join(items[:8]) + (f", ... ({len(items)} in all)" if len(items) > 8 else "")
 
 
+def hub_reachable() -> bool:
+    """Whether the Hugging Face Hub answers: False at once in offline mode (HF_HUB_OFFLINE=1), else after one request
+    of at most `HUB_PROBE_TIMEOUT_S` seconds, without retries (through the Hub client's session: its proxy and
+    HF_ENDPOINT apply)."""
+    if constants.HF_HUB_OFFLINE:
+        return False
+    try:
+        get_session().head(constants.ENDPOINT, timeout=HUB_PROBE_TIMEOUT_S)
+    except (httpx2.HTTPError, OSError):  # no name resolution, refused, timed out: any answer at all would do
+        return False
+    return True
+
+
+def unreachable_message(name: str) -> str:
+    """Why a spec that is no local folder and looks like a Hub repo id could not be loaded while offline."""
+    why = "offline mode is set (HF_HUB_OFFLINE)" if constants.HF_HUB_OFFLINE else "this machine seems to be offline"
+    return (f"no local folder {name!r} exists (in {os.getcwd()}), and as a Hub repo id it cannot be downloaded: the "
+            f"Hugging Face Hub could not be reached ({why}) and the repo is not in the local cache. Check the path, or "
+            "pass a local directory written by save_pretrained.")
+
+
 def read_config(path: Path) -> dict[str, Any]:
     """A `config.json` as a dict, or `CheckpointError` (not JSON, nested too deeply to parse, not an object)."""
     try:
@@ -129,6 +153,8 @@ class HubModelMixin(PyTorchModelHubMixin):
                 raise CheckpointError(f"{name} is a file; pass the directory that save_pretrained wrote")
             if not _REPO_ID.match(name):
                 raise FileNotFoundError(f"no model directory at {name!r} (and it is not a Hub repo id like 'org/name')")
+            if not kwargs.get("local_files_only") and not hub_reachable():  # the cache only: no retries that time out
+                kwargs["local_files_only"] = True
         elif not os.path.isfile(os.path.join(name, CONFIG_NAME)):
             raise CheckpointError(f"{name} has no {CONFIG_NAME}; it was not written by save_pretrained")
         else:
@@ -136,10 +162,7 @@ class HubModelMixin(PyTorchModelHubMixin):
         try:
             return super().from_pretrained(name, **kwargs)
         except (LocalEntryNotFoundError, OfflineModeIsEnabled, ConnectionError) as err:
-            raise OSError(
-                f"could not download {name!r} from the Hugging Face Hub ({type(err).__name__}); this machine seems to be "
-                f"offline. Pass a local directory written by save_pretrained instead."
-            ) from err
+            raise OSError(unreachable_message(name)) from err
         except TypeError as err:  # config.json whose fields do not fit the config dataclass
             raise CheckpointError(f"config of {name!r} does not fit {cls.__name__}: {err}") from err
         except RecursionError as err:  # a downloaded config.json nested too deeply to parse

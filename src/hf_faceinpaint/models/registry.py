@@ -26,7 +26,7 @@ from torch import nn
 
 from ..devices import parse_device
 from .classic import CLASSIC_LABELS, CLASSIC_METHODS, ClassicInpainter
-from .hub import _REPO_ID, CONFIG_NAME, read_config
+from .hub import _REPO_ID, CONFIG_NAME, hub_reachable, read_config
 
 Inpainter = Union[nn.Module, ClassicInpainter]
 
@@ -114,26 +114,29 @@ def load_pretrained(path_or_repo: str | os.PathLike, check_size: bool = True) ->
     """Load a directory written by `save_pretrained` (or a Hub repo id) with the class its config.json names.
     `check_size=False` (the package's own shipped checkpoints only) skips the model-size count of `checked_config`."""
     name = os.fspath(path_or_repo)
+    hub: dict[str, bool] = {}  # the Hub download settings, for a repo id
     if os.path.isdir(name):
         folder: Path | None = Path(name)
+    elif not os.path.exists(name) and _REPO_ID.match(name):
+        hub = {"local_files_only": not hub_reachable()}  # decided once: offline, the cache alone is asked
+        folder = _hub_config_folder(name, **hub)
     else:
-        folder = _hub_config_folder(name) if not os.path.exists(name) and _REPO_ID.match(name) else None
+        folder = None
     default = next(iter(MODEL_CLASSES.values()))[0]
     if folder is None or not (folder / CONFIG_NAME).is_file():
         # No config to choose a class by: from_pretrained raises the same clear error for every class
         # (a file instead of a folder, no config.json, not a repo id, offline).
-        return default.from_pretrained(name, check_size=check_size)
-    return model_class_for(read_config(folder / CONFIG_NAME)).from_pretrained(name, check_size=check_size)
+        return default.from_pretrained(name, check_size=check_size, **hub)
+    return model_class_for(read_config(folder / CONFIG_NAME)).from_pretrained(name, check_size=check_size, **hub)
 
 
-
-def _hub_config_folder(repo_id: str) -> Path | None:
+def _hub_config_folder(repo_id: str, local_files_only: bool) -> Path | None:
     """The local folder holding a Hub repo's config.json (downloaded or cached), or None if it cannot be had."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
 
     try:
-        return Path(hf_hub_download(repo_id=repo_id, filename=CONFIG_NAME)).parent
+        return Path(hf_hub_download(repo_id=repo_id, filename=CONFIG_NAME, local_files_only=local_files_only)).parent
     except (LocalEntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError, ConnectionError, ValueError):
         return None
 
