@@ -282,3 +282,27 @@ def test_a_mistyped_folder_that_looks_like_a_hub_id_fails_fast_offline(
     why = "offline mode is set (HF_HUB_OFFLINE)" if offline_mode else "this machine seems to be offline"
     _assert_one_error_line(capsys, status, f"no local folder 'ck/okk' exists (in {tmp_path})",
                            f"the Hugging Face Hub could not be reached ({why})")
+
+
+@pytest.mark.parametrize("case", ["out-is-photo", "out-is-mask-by-symlink", "out-dir-is-mask-dir",
+                                  "out-dir-is-image-dir-by-relative-path"])
+def test_an_output_that_is_an_input_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    """An output (file, or folder mode's folder) that is one of the inputs, however the path is spelled, is one error
+    line before any work; the inputs stay as they were."""
+    image, mask = _write_pair(tmp_path, "face")
+    before = {path: path.read_bytes() for path in (image, mask)}
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "link.png").symlink_to(mask)
+    folders = ["--image-dir", "images", "--mask-dir", str(tmp_path / "masks"), "--out-dir"]
+    argv, needle = {
+        "out-is-photo": ([str(image), str(mask), "-o", "images/face.png"], f"is the photo {image}"),
+        "out-is-mask-by-symlink": ([str(image), "masks/face.png", "-o", "link.png"], "is the mask masks/face.png"),
+        "out-dir-is-mask-dir": ([*folders, "images/../masks"], "is the --mask-dir folder"),
+        "out-dir-is-image-dir-by-relative-path": ([*folders, str(tmp_path / "images")], "is the --image-dir folder"),
+    }[case]
+    status = main(["inpaint", *argv, "--model", "telea"])
+    _assert_one_error_line(capsys, status, needle, "overwr")
+    assert {path: path.read_bytes() for path in before} == before
+    assert "method:" not in capsys.readouterr().out

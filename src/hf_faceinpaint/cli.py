@@ -66,6 +66,33 @@ def _pair_folders(image_dir: Path, mask_dir: Path) -> list[tuple[Path, Path]]:
     return [(path, masks[stem]) for stem, path in images.items()]
 
 
+def _identity(path: Path) -> tuple[int, int] | Path:
+    """What makes two paths one file or folder: device and inode where it exists (so symlinks, hard links and
+    relative paths compare equal), else the absolute path with symlinks resolved."""
+    try:
+        status = path.stat()
+    except OSError:
+        return path.resolve()
+    return status.st_dev, status.st_ino
+
+
+def _refuse_input_folder(out_dir: Path, inputs: dict[str, Path]) -> None:
+    """Refuse folder mode's --out-dir when it is one of its input folders (named by option in `inputs`)."""
+    for option, folder in inputs.items():
+        if _identity(out_dir) == _identity(folder):
+            raise ValueError(f"--out-dir {out_dir} is the {option} folder: the results would overwrite its files; "
+                             "choose another output folder")
+
+
+def _refuse_input_files(pairs: list[tuple[Path, Path]], outputs: list[Path]) -> None:
+    """Refuse an output file that is one of the photos or masks, so that no input is overwritten."""
+    inputs = {_identity(path): f"{kind} {path}" for pair in pairs for kind, path in zip(("photo", "mask"), pair)}
+    for out in outputs:
+        if _identity(out) in inputs:
+            raise ValueError(f"the output {out} is the {inputs[_identity(out)]}: it would be overwritten; choose "
+                             "another output file")
+
+
 def _run_inpaint(args: argparse.Namespace) -> None:
     for given, option in ((args.photo, "image"), (args.hole, "mask")):  # `inpaint IMAGE MASK -o OUT`
         if given is not None and getattr(args, option) is not None:
@@ -81,8 +108,10 @@ def _run_inpaint(args: argparse.Namespace) -> None:
         image_format(args.out)  # reject an unwritable extension before any work
         pairs, outputs = [(Path(args.image), Path(args.mask))], [Path(args.out)]
     else:
+        _refuse_input_folder(Path(args.out_dir), {"--image-dir": Path(args.image_dir), "--mask-dir": Path(args.mask_dir)})
         pairs = _pair_folders(Path(args.image_dir), Path(args.mask_dir))
         outputs = [Path(args.out_dir) / f"{image.stem}.png" for image, _ in pairs]
+    _refuse_input_files(pairs, outputs)
     resolved = _resolve(args.model, args.device)
     print(f"method: {resolved.name} ({resolved.source})")
     failed: list[str] = []  # folder mode: "name: problem" of each pair that could not be inpainted
