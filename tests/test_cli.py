@@ -306,3 +306,31 @@ def test_an_output_that_is_an_input_is_refused(
     _assert_one_error_line(capsys, status, needle, "overwr")
     assert {path: path.read_bytes() for path in before} == before
     assert "method:" not in capsys.readouterr().out
+
+
+def test_folder_mode_bounds_the_pixels_of_each_call(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Folder mode inpaints at most `FOLDER_PIXELS` pixels per call (a larger photo alone), so its memory does not
+    grow with the batch; here with a budget of 6000 pixels for photos of 1920 and 4900 (the benchmark
+    `benchmarks/bench_folder_memory.py` measures the peak with 12000² photos)."""
+    from hf_faceinpaint import cli
+
+    for stem, size in (("a", (48, 40)), ("b", (48, 40)), ("c", (48, 40)), ("d", (70, 70)), ("e", (48, 40))):
+        _write_pair(tmp_path, stem, size=size)
+    (tmp_path / "images" / "f.png").write_text("not an image")  # counted as a full budget: alone
+    Image.new("L", (48, 40), 255).save(tmp_path / "masks" / "f.png")
+    calls: list[list[str]] = []
+
+    def spy(images: list[Path] | Path, *args: object, **kwargs: object) -> list[Image.Image] | Image.Image:
+        calls.append([path.stem for path in images] if isinstance(images, list) else [images.stem])
+        return real(images, *args, **kwargs)
+
+    real = cli.inpaint
+    monkeypatch.setattr(cli, "inpaint", spy)
+    monkeypatch.setattr(cli, "FOLDER_PIXELS", 6000, raising=False)
+    status = main(["inpaint", "--image-dir", str(tmp_path / "images"), "--mask-dir", str(tmp_path / "masks"),
+                   "--out-dir", str(tmp_path / "out"), "--model", "telea"])
+    assert status == 2 and "1 of 6 pair(s) could not be inpainted: f.png" in capsys.readouterr().err
+    assert calls[:4] == [["a", "b", "c"], ["d"], ["e"], ["f"]]  # then f again, alone, to name its problem
+    assert sorted(path.stem for path in (tmp_path / "out").iterdir()) == ["a", "b", "c", "d", "e"]

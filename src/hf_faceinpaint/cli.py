@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -23,7 +24,10 @@ from .profiling import count_parameters, gflops_per_image
 
 # Errors that mean bad input or a bad checkpoint: reported as one "error: ..." line, exit status 2.
 USER_ERRORS = (OSError, ValueError, CheckpointError)
-FOLDER_BATCH = 8
+FOLDER_BATCH = 8  # folder mode: at most this many photos per inpaint() call (one batch of the network)...
+#: ... and at most this many of their pixels, unless one photo alone has more: a call holds each of its photos about
+#: three times over, so folder mode's peak memory stays that of single mode on its largest photo (1.5 GiB at 12000²).
+FOLDER_PIXELS = 32_000_000
 
 
 def error_message(err: BaseException) -> str:
@@ -116,26 +120,58 @@ def _run_inpaint(args: argparse.Namespace) -> None:
     print(f"method: {resolved.name} ({resolved.source})")
     failed: list[str] = []  # folder mode: "name: problem" of each pair that could not be inpainted
     with tqdm(total=len(pairs), unit="image", disable=args.out is not None) as progress:
-        for start in range(0, len(pairs), FOLDER_BATCH):
-            chunk = pairs[start : start + FOLDER_BATCH]
-            try:
-                results = inpaint([image for image, _ in chunk], [mask for _, mask in chunk], model=resolved.model,
-                                  precision=args.precision)
-            except (OSError, ValueError):
-                if args.out:
-                    raise
-                results = [_inpaint_or_note(image, mask, resolved, args.precision, failed)  # name the bad
-                           for image, mask in chunk]
-            for result, out in zip(results, outputs[start : start + FOLDER_BATCH]):
-                if result is not None:
-                    save_image(result, out)
-            progress.update(len(chunk))
+        for start, stop in folder_chunks([image for image, _ in pairs]):
+            _inpaint_chunk(pairs[start:stop], outputs[start:stop], resolved, args.precision, failed, args.out is None)
+            progress.update(stop - start)
     if args.out:
         print(f"wrote {outputs[0]}")
         return
     print(f"wrote {len(pairs) - len(failed)} image(s) to {args.out_dir}")
     if failed:
         raise ValueError(f"{len(failed)} of {len(pairs)} pair(s) could not be inpainted: {'; '.join(failed)}")
+
+
+def _inpaint_chunk(pairs: list[tuple[Path, Path]], outputs: list[Path], resolved: ResolvedModel, precision: str,
+                   failed: list[str], folder_mode: bool) -> None:
+    """Inpaint `pairs` in one call and write the results to `outputs` (all of them dropped from memory on return,
+    before the next chunk's photos are read). In folder mode, when the call fails, the pairs are retried one by one
+    and each that fails is noted in `failed` as "name: problem"."""
+    try:
+        results = inpaint([image for image, _ in pairs], [mask for _, mask in pairs], model=resolved.model,
+                          precision=precision)
+    except (OSError, ValueError):
+        if not folder_mode:
+            raise
+        results = [_inpaint_or_note(image, mask, resolved, precision, failed) for image, mask in pairs]
+    for result, out in zip(results, outputs):
+        if result is not None:
+            save_image(result, out)
+
+
+def folder_chunks(images: list[Path]) -> Iterator[tuple[int, int]]:
+    """(start, stop) of each run of `images` inpainted in one call: at most `FOLDER_BATCH` photos of at most
+    `FOLDER_PIXELS` pixels together, or one larger photo alone (sizes read from the files' headers)."""
+    start, pixels = 0, 0
+    for index, image in enumerate(images):
+        size = _pixel_count(image)
+        if index > start and (index - start == FOLDER_BATCH or pixels + size > FOLDER_PIXELS):
+            yield start, index
+            start, pixels = index, 0
+        pixels += size
+    if images:
+        yield start, len(images)
+
+
+def _pixel_count(image: Path) -> int:
+    """The photo's pixels from its header; `FOLDER_PIXELS` for a file that cannot be read (inpainted alone, where
+    its error is named)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # loading it warns, if it must
+            with Image.open(image) as opened:
+                return opened.width * opened.height
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return FOLDER_PIXELS
 
 
 def _inpaint_or_note(image: Path, mask: Path, resolved: ResolvedModel, precision: str,
