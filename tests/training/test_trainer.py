@@ -416,21 +416,27 @@ def test_a_full_disk_during_a_checkpoint_is_one_error_line(
 def test_a_signal_saves_a_checkpoint_and_exits_128_plus_its_number(
     tmp_path: Path, face_folder: Path, vgg_file: Path, signum: int
 ) -> None:
-    """`train.py` as a process, sent Ctrl-C's SIGINT or SIGTERM once it has logged a step: it finishes the step,
-    saves a checkpoint that resumes, prints one line and exits 130 / 143, without a final model."""
+    """`train.py` as a process, sent SIGINT as Ctrl-C sends it (to the whole process group: its DataLoader and
+    mask workers too), or SIGTERM to it alone, once it has logged a step: it finishes the step, saves a checkpoint
+    that resumes, prints one line and exits 130 / 143, without a final model and without a worker's traceback."""
     from hf_faceinpaint.training.checkpoint import resume_state
 
     run = tmp_path / "run"
+    workers = {"num_workers": 1, "mask_workers": 1} if signum == signal.SIGINT else {}
     argv = flags(face_folder, vgg_file, run, max_steps=10_000, checkpoint_every=0, val_dataset=None, sample_every=0,
-                 val_every=0)
+                 val_every=0, **workers)
     process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *argv], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                               start_new_session=True)  # a process group of its own, as a terminal's job
     try:
         deadline = time.monotonic() + 300
         while not ((run / "metrics.jsonl").is_file() and "loss/g" in (run / "metrics.jsonl").read_text()):
             assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1]
             time.sleep(0.2)
-        process.send_signal(signum)
+        if signum == signal.SIGINT:
+            os.killpg(process.pid, signum)
+        else:
+            process.send_signal(signum)
         _, err = process.communicate(timeout=300)
     finally:
         process.kill()
