@@ -112,7 +112,8 @@ def _run_inpaint(args: argparse.Namespace) -> None:
         image_format(args.out)  # reject an unwritable extension before any work
         pairs, outputs = [(Path(args.image), Path(args.mask))], [Path(args.out)]
     else:
-        _refuse_input_folder(Path(args.out_dir), {"--image-dir": Path(args.image_dir), "--mask-dir": Path(args.mask_dir)})
+        inputs = {"--image-dir": Path(args.image_dir), "--mask-dir": Path(args.mask_dir)}
+        _refuse_input_folder(Path(args.out_dir), inputs)
         pairs = _pair_folders(Path(args.image_dir), Path(args.mask_dir))
         outputs = [Path(args.out_dir) / f"{image.stem}.png" for image, _ in pairs]
     _refuse_input_files(pairs, outputs)

@@ -18,7 +18,8 @@ CONV = "encoders.0.levels.0.0.conv.weight"  # a floating weight of every MSL mod
 
 def saved_model(folder: Path) -> dict[str, torch.Tensor]:
     """A tiny MSL model saved to `folder` (with a face prior: its int8 and float16 tensors); returns its weights."""
-    config = MSLConfig(resolution=32, widths=(8, 16, 16), discriminator_widths=(8, 16), prior_size=16, prior_components=12)
+    config = MSLConfig(resolution=32, widths=(8, 16, 16), discriminator_widths=(8, 16), prior_size=16,
+                       prior_components=12)
     MSLInpainter(config).save_pretrained(folder)
     return load_file(folder / "model.safetensors")
 

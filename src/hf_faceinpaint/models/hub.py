@@ -74,8 +74,9 @@ def check_tensor_values(own: dict[str, torch.Tensor], state_dict: dict[str, torc
     shared = sorted(set(own) & set(state_dict))
     wrong_dtype = [f"{key} ({str(state_dict[key].dtype)[6:]}, the model needs {str(own[key].dtype)[6:]})"
                    for key in shared if not _castable(state_dict[key].dtype, own[key].dtype)]
+    floating = [key for key in shared if state_dict[key].is_floating_point()]
     non_finite = [f"{key} ({int((~torch.isfinite(state_dict[key])).sum())} of {state_dict[key].numel()} values)"
-                  for key in shared if state_dict[key].is_floating_point() and not torch.isfinite(state_dict[key]).all()]
+                  for key in floating if not torch.isfinite(state_dict[key]).all()]
     lines = [f"checkpoint {source} is corrupt:"] if wrong_dtype or non_finite else []
     if wrong_dtype:
         lines.append(f"  tensors of the wrong dtype: {_shown(wrong_dtype)}")
