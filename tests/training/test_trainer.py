@@ -274,7 +274,7 @@ def test_exploded_but_finite_weights_stop_training(tmp_path: Path, face_folder: 
     first step a weight passes --max-weight (1e4), naming it, before anything is saved."""
     with pytest.raises(TrainingDiverged, match=r"diverged weights at step 1 \(generator\.\S+ reaches \|w\| = \S+ > "
                                                r"10000.*\); nothing was saved"):
-        train(parse_config(flags(face_folder, vgg_file, tmp_path / "run", lr_g=1e4, lr_d=1e4)))
+        train(parse_config(flags(face_folder, vgg_file, tmp_path / "run", lr_g=1e4, lr_d=1e4, val_dataset=None)))
     assert not list((tmp_path / "run").glob("checkpoints/step-*")) and not (tmp_path / "run" / "final").exists()
 
 
@@ -294,9 +294,10 @@ def test_a_loss_far_above_its_running_median_stops_training(tmp_path: Path) -> N
 
 @pytest.fixture(scope="module")
 def two_step_run(tmp_path_factory: pytest.TempPathFactory, face_folder: Path, vgg_file: Path) -> Path:
-    """A run trained for 2 steps with `flags`' settings, its checkpoint at step 2; copy it before changing it."""
+    """A run trained for 2 steps with `flags`' settings (no validation), its checkpoint at step 2; copy it before
+    changing it."""
     run = tmp_path_factory.mktemp("two-step") / "run"
-    train(parse_config(flags(face_folder, vgg_file, run, max_steps=2)))
+    train(parse_config(flags(face_folder, vgg_file, run, max_steps=2, val_dataset=None)))
     return run
 
 
@@ -405,7 +406,7 @@ def test_a_full_disk_during_a_checkpoint_is_one_error_line(
     run = resumed_copy(two_step_run, tmp_path)
     before = {part: file_bytes(run / part) for part in ("checkpoints", "final")}
     monkeypatch.setattr(io, "save_file", full_disk)
-    assert main(flags(face_folder, vgg_file, run, max_steps=4, resume="latest")) == 2
+    assert main(flags(face_folder, vgg_file, run, max_steps=4, resume="latest", val_dataset=None)) == 2
     assert_one_error_line(capsys.readouterr().err, "could not write checkpoint", "step-00000004: No space left on "
                           "device; nothing of it was kept")
     assert {part: file_bytes(run / part) for part in before} == before  # the step-2 checkpoint and its final model
