@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -251,3 +252,85 @@ def test_local_checkpoint_folder_and_a_corrupt_one(tmp_path: Path, capsys: pytes
     out.unlink()
     _assert_one_error_line(capsys, main(args), "cannot read weights file")
     assert not out.exists()
+
+
+def test_a_device_no_model_can_run_on_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    image, mask = _write_pair(tmp_path, "face")
+    out = tmp_path / "out.png"
+    status = main(["inpaint", str(image), str(mask), "-o", str(out), "--device", "meta"])
+    _assert_one_error_line(capsys, status, "device 'meta' cannot run a model")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("offline_mode", [False, True], ids=["unreachable", "HF_HUB_OFFLINE"])
+def test_a_mistyped_folder_that_looks_like_a_hub_id_fails_fast_offline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, offline_mode: bool
+) -> None:
+    """`-m ck/okk` (no such folder) on a machine without network: at once, one line saying both that the folder does
+    not exist and that the Hub cannot be reached, instead of the Hub client's retries (49 s). The Hub's address is a
+    closed local port, so the test never uses the network."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", offline_mode)
+    image, mask = _write_pair(tmp_path, "face")
+    monkeypatch.chdir(tmp_path)
+    started = time.monotonic()
+    status = main(["inpaint", str(image), str(mask), "-o", "out.png", "-m", "ck/okk"])
+    assert time.monotonic() - started < 10
+    why = "offline mode is set (HF_HUB_OFFLINE)" if offline_mode else "this machine seems to be offline"
+    _assert_one_error_line(capsys, status, f"no local folder 'ck/okk' exists (in {tmp_path})",
+                           f"the Hugging Face Hub could not be reached ({why})")
+
+
+@pytest.mark.parametrize("case", ["out-is-photo", "out-is-mask-by-symlink", "out-dir-is-mask-dir",
+                                  "out-dir-is-image-dir-by-relative-path"])
+def test_an_output_that_is_an_input_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    """An output (file, or folder mode's folder) that is one of the inputs, however the path is spelled, is one error
+    line before any work; the inputs stay as they were."""
+    image, mask = _write_pair(tmp_path, "face")
+    before = {path: path.read_bytes() for path in (image, mask)}
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "link.png").symlink_to(mask)
+    folders = ["--image-dir", "images", "--mask-dir", str(tmp_path / "masks"), "--out-dir"]
+    argv, needle = {
+        "out-is-photo": ([str(image), str(mask), "-o", "images/face.png"], f"is the photo {image}"),
+        "out-is-mask-by-symlink": ([str(image), "masks/face.png", "-o", "link.png"], "is the mask masks/face.png"),
+        "out-dir-is-mask-dir": ([*folders, "images/../masks"], "is the --mask-dir folder"),
+        "out-dir-is-image-dir-by-relative-path": ([*folders, str(tmp_path / "images")], "is the --image-dir folder"),
+    }[case]
+    status = main(["inpaint", *argv, "--model", "telea"])
+    _assert_one_error_line(capsys, status, needle, "overwr")
+    assert {path: path.read_bytes() for path in before} == before
+    assert "method:" not in capsys.readouterr().out
+
+
+def test_folder_mode_bounds_the_pixels_of_each_call(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Folder mode inpaints at most `FOLDER_PIXELS` pixels per call (a larger photo alone), so its memory does not
+    grow with the batch; here with a budget of 6000 pixels for photos of 1920 and 4900 (the benchmark
+    `benchmarks/bench_folder_memory.py` measures the peak with 12000² photos)."""
+    from hf_faceinpaint import cli
+
+    for stem, size in (("a", (48, 40)), ("b", (48, 40)), ("c", (48, 40)), ("d", (70, 70)), ("e", (48, 40))):
+        _write_pair(tmp_path, stem, size=size)
+    (tmp_path / "images" / "f.png").write_text("not an image")  # counted as a full budget: alone
+    Image.new("L", (48, 40), 255).save(tmp_path / "masks" / "f.png")
+    calls: list[list[str]] = []
+
+    def spy(images: list[Path] | Path, *args: object, **kwargs: object) -> list[Image.Image] | Image.Image:
+        calls.append([path.stem for path in images] if isinstance(images, list) else [images.stem])
+        return real(images, *args, **kwargs)
+
+    real = cli.inpaint
+    monkeypatch.setattr(cli, "inpaint", spy)
+    monkeypatch.setattr(cli, "FOLDER_PIXELS", 6000, raising=False)
+    status = main(["inpaint", "--image-dir", str(tmp_path / "images"), "--mask-dir", str(tmp_path / "masks"),
+                   "--out-dir", str(tmp_path / "out"), "--model", "telea"])
+    assert status == 2 and "1 of 6 pair(s) could not be inpainted: f.png" in capsys.readouterr().err
+    assert calls[:4] == [["a", "b", "c"], ["d"], ["e"], ["f"]]  # then f again, alone, to name its problem
+    assert sorted(path.stem for path in (tmp_path / "out").iterdir()) == ["a", "b", "c", "d", "e"]

@@ -6,13 +6,13 @@ import argparse
 import json
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 from PIL import Image
 from tqdm import tqdm
 
 from . import __version__
-from .devices import parse_device
 from .evaluation.command import add_evaluate_command
 from .images import example_image_path, example_mask_path, image_format, save_image
 from .models.classic import ClassicInpainter
@@ -24,7 +24,10 @@ from .profiling import count_parameters, gflops_per_image
 
 # Errors that mean bad input or a bad checkpoint: reported as one "error: ..." line, exit status 2.
 USER_ERRORS = (OSError, ValueError, CheckpointError)
-FOLDER_BATCH = 8
+FOLDER_BATCH = 8  # folder mode: at most this many photos per inpaint() call (one batch of the network)...
+#: ... and at most this many of their pixels, unless one photo alone has more: a call holds each of its photos about
+#: three times over, so folder mode's peak memory stays that of single mode on its largest photo (1.5 GiB at 12000²).
+FOLDER_PIXELS = 32_000_000
 
 
 def error_message(err: BaseException) -> str:
@@ -33,11 +36,10 @@ def error_message(err: BaseException) -> str:
 
 
 def _resolve(spec: str | None, device: str | None, allow_untrained: bool = False) -> ResolvedModel:
-    """`resolve_model` with the CLI's checks: a usable device, and the no-default warning folded into the output."""
-    torch_device = None if device is None else parse_device(device)
+    """`resolve_model` (which checks the device) with the no-default warning folded into the output."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="no trained default model")  # the printed method line says it
-        resolved = resolve_model(spec, device=torch_device, allow_untrained=allow_untrained)
+        resolved = resolve_model(spec, device=device, allow_untrained=allow_untrained)
     if spec is None and isinstance(resolved.model, ClassicInpainter):
         resolved.source = "no trained default model ships with this installation"
     return resolved
@@ -68,6 +70,33 @@ def _pair_folders(image_dir: Path, mask_dir: Path) -> list[tuple[Path, Path]]:
     return [(path, masks[stem]) for stem, path in images.items()]
 
 
+def _identity(path: Path) -> tuple[int, int] | Path:
+    """What makes two paths one file or folder: device and inode where it exists (so symlinks, hard links and
+    relative paths compare equal), else the absolute path with symlinks resolved."""
+    try:
+        status = path.stat()
+    except OSError:
+        return path.resolve()
+    return status.st_dev, status.st_ino
+
+
+def _refuse_input_folder(out_dir: Path, inputs: dict[str, Path]) -> None:
+    """Refuse folder mode's --out-dir when it is one of its input folders (named by option in `inputs`)."""
+    for option, folder in inputs.items():
+        if _identity(out_dir) == _identity(folder):
+            raise ValueError(f"--out-dir {out_dir} is the {option} folder: the results would overwrite its files; "
+                             "choose another output folder")
+
+
+def _refuse_input_files(pairs: list[tuple[Path, Path]], outputs: list[Path]) -> None:
+    """Refuse an output file that is one of the photos or masks, so that no input is overwritten."""
+    inputs = {_identity(path): f"{kind} {path}" for pair in pairs for kind, path in zip(("photo", "mask"), pair)}
+    for out in outputs:
+        if _identity(out) in inputs:
+            raise ValueError(f"the output {out} is the {inputs[_identity(out)]}: it would be overwritten; choose "
+                             "another output file")
+
+
 def _run_inpaint(args: argparse.Namespace) -> None:
     for given, option in ((args.photo, "image"), (args.hole, "mask")):  # `inpaint IMAGE MASK -o OUT`
         if given is not None and getattr(args, option) is not None:
@@ -83,32 +112,67 @@ def _run_inpaint(args: argparse.Namespace) -> None:
         image_format(args.out)  # reject an unwritable extension before any work
         pairs, outputs = [(Path(args.image), Path(args.mask))], [Path(args.out)]
     else:
+        inputs = {"--image-dir": Path(args.image_dir), "--mask-dir": Path(args.mask_dir)}
+        _refuse_input_folder(Path(args.out_dir), inputs)
         pairs = _pair_folders(Path(args.image_dir), Path(args.mask_dir))
         outputs = [Path(args.out_dir) / f"{image.stem}.png" for image, _ in pairs]
+    _refuse_input_files(pairs, outputs)
     resolved = _resolve(args.model, args.device)
     print(f"method: {resolved.name} ({resolved.source})")
     failed: list[str] = []  # folder mode: "name: problem" of each pair that could not be inpainted
     with tqdm(total=len(pairs), unit="image", disable=args.out is not None) as progress:
-        for start in range(0, len(pairs), FOLDER_BATCH):
-            chunk = pairs[start : start + FOLDER_BATCH]
-            try:
-                results = inpaint([image for image, _ in chunk], [mask for _, mask in chunk], model=resolved.model,
-                                  precision=args.precision)
-            except (OSError, ValueError):
-                if args.out:
-                    raise
-                results = [_inpaint_or_note(image, mask, resolved, args.precision, failed)  # name the bad
-                           for image, mask in chunk]
-            for result, out in zip(results, outputs[start : start + FOLDER_BATCH]):
-                if result is not None:
-                    save_image(result, out)
-            progress.update(len(chunk))
+        for start, stop in folder_chunks([image for image, _ in pairs]):
+            _inpaint_chunk(pairs[start:stop], outputs[start:stop], resolved, args.precision, failed, args.out is None)
+            progress.update(stop - start)
     if args.out:
         print(f"wrote {outputs[0]}")
         return
     print(f"wrote {len(pairs) - len(failed)} image(s) to {args.out_dir}")
     if failed:
         raise ValueError(f"{len(failed)} of {len(pairs)} pair(s) could not be inpainted: {'; '.join(failed)}")
+
+
+def _inpaint_chunk(pairs: list[tuple[Path, Path]], outputs: list[Path], resolved: ResolvedModel, precision: str,
+                   failed: list[str], folder_mode: bool) -> None:
+    """Inpaint `pairs` in one call and write the results to `outputs` (all of them dropped from memory on return,
+    before the next chunk's photos are read). In folder mode, when the call fails, the pairs are retried one by one
+    and each that fails is noted in `failed` as "name: problem"."""
+    try:
+        results = inpaint([image for image, _ in pairs], [mask for _, mask in pairs], model=resolved.model,
+                          precision=precision)
+    except (OSError, ValueError):
+        if not folder_mode:
+            raise
+        results = [_inpaint_or_note(image, mask, resolved, precision, failed) for image, mask in pairs]
+    for result, out in zip(results, outputs):
+        if result is not None:
+            save_image(result, out)
+
+
+def folder_chunks(images: list[Path]) -> Iterator[tuple[int, int]]:
+    """(start, stop) of each run of `images` inpainted in one call: at most `FOLDER_BATCH` photos of at most
+    `FOLDER_PIXELS` pixels together, or one larger photo alone (sizes read from the files' headers)."""
+    start, pixels = 0, 0
+    for index, image in enumerate(images):
+        size = _pixel_count(image)
+        if index > start and (index - start == FOLDER_BATCH or pixels + size > FOLDER_PIXELS):
+            yield start, index
+            start, pixels = index, 0
+        pixels += size
+    if images:
+        yield start, len(images)
+
+
+def _pixel_count(image: Path) -> int:
+    """The photo's pixels from its header; `FOLDER_PIXELS` for a file that cannot be read (inpainted alone, where
+    its error is named)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # loading it warns, if it must
+            with Image.open(image) as opened:
+                return opened.width * opened.height
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return FOLDER_PIXELS
 
 
 def _inpaint_or_note(image: Path, mask: Path, resolved: ResolvedModel, precision: str,

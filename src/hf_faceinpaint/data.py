@@ -13,6 +13,7 @@ from __future__ import annotations
 import glob
 import io
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,12 @@ def _take(iterable, count: int):
         yield item
 
 
+def ignore_interrupts(*_: object) -> None:
+    """In a worker process (DataLoader, mask drawing): ignore Ctrl-C's SIGINT, which reaches every process of the
+    terminal; the training process decides when to stop, saves a checkpoint, and ends its workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def train_batches(
     dataset,
     image_column: str,
@@ -191,7 +198,7 @@ def train_batches(
         # training RNG (e.g. WGAN-GP interpolation) does not depend on when the stream starts a pass or resumes.
         loader = torch.utils.data.DataLoader(
             FaceStream(shard, image_column, resolution), batch_size=batch_size, num_workers=num_workers,
-            drop_last=True, generator=torch.Generator().manual_seed(seed + epoch),
+            drop_last=True, generator=torch.Generator().manual_seed(seed + epoch), worker_init_fn=ignore_interrupts,
         )
         done = 0
         for images, skipped in loader:

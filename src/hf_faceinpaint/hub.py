@@ -10,8 +10,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx2
 import torch
-from huggingface_hub import ModelCard, PyTorchModelHubMixin, hf_hub_download
+from huggingface_hub import ModelCard, PyTorchModelHubMixin, constants, get_session, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, OfflineModeIsEnabled
 
 from .io import CheckpointError, read_safetensors, read_state_dict, save_safetensors_atomic, write_text_atomic
@@ -22,6 +23,8 @@ WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 REPO_URL = "https://github.com/hf-faceinpaint/hf-faceinpaint"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+#: Seconds `hub_reachable` waits for the Hub's answer (the Hub client itself retries for about 24 s per file).
+HUB_PROBE_TIMEOUT_S = 3.0
 
 T = TypeVar("T", bound="HubModelMixin")
 
@@ -51,10 +54,65 @@ def load_state_dict_strict(model: torch.nn.Module, state_dict: dict[str, torch.T
         lines = [f"checkpoint {source} does not match {type(model).__name__}:"]
         for title, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("mis-shaped keys", mis_shaped)):
             if keys:
-                shown = ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
-                lines.append(f"  {title}: {shown}")
+                lines.append(f"  {title}: {_shown(keys)}")
         raise CheckpointError("\n".join(lines))
+    check_tensor_values(own, state_dict, source)
     model.load_state_dict({key: value.to(own[key].dtype) for key, value in state_dict.items()}, strict=True)
+
+
+def check_tensor_values(own: dict[str, torch.Tensor], state_dict: dict[str, torch.Tensor], source: str) -> None:
+    """Refuse tensors that would load as garbage: a dtype the model's tensor of that name cannot take (only floating
+    point casts to floating point, e.g. float16 checkpoints into float32 models; integer and bool tensors must match
+    exactly), or NaN / infinite values in a floating tensor. Raises `CheckpointError` naming the tensors.
+
+    Args:
+        own: The model's tensors by name (its state dict); names absent from it are not checked.
+        state_dict: The checkpoint's tensors by name.
+        source: The checkpoint, for the message.
+    """
+    shared = sorted(set(own) & set(state_dict))
+    wrong_dtype = [f"{key} ({str(state_dict[key].dtype)[6:]}, the model needs {str(own[key].dtype)[6:]})"
+                   for key in shared if not _castable(state_dict[key].dtype, own[key].dtype)]
+    floating = [key for key in shared if state_dict[key].is_floating_point()]
+    non_finite = [f"{key} ({int((~torch.isfinite(state_dict[key])).sum())} of {state_dict[key].numel()} values)"
+                  for key in floating if not torch.isfinite(state_dict[key]).all()]
+    lines = [f"checkpoint {source} is corrupt:"] if wrong_dtype or non_finite else []
+    if wrong_dtype:
+        lines.append(f"  tensors of the wrong dtype: {_shown(wrong_dtype)}")
+    if non_finite:
+        lines.append(f"  tensors with NaN or infinite values: {_shown(non_finite)}")
+    if lines:
+        raise CheckpointError("\n".join(lines))
+
+
+def _castable(stored: torch.dtype, needed: torch.dtype) -> bool:
+    return stored == needed or (stored.is_floating_point and needed.is_floating_point)
+
+
+def _shown(items: list[str]) -> str:
+    """The first 8 of `items`, comma-separated, with the count when there are more."""
+    return ", ".join(items[:8]) + (f", ... ({len(items)} in all)" if len(items) > 8 else "")
+
+
+def hub_reachable() -> bool:
+    """Whether the Hugging Face Hub answers: False at once in offline mode (HF_HUB_OFFLINE=1), else after one request
+    of at most `HUB_PROBE_TIMEOUT_S` seconds, without retries (through the Hub client's session: its proxy and
+    HF_ENDPOINT apply)."""
+    if constants.HF_HUB_OFFLINE:
+        return False
+    try:
+        get_session().head(constants.ENDPOINT, timeout=HUB_PROBE_TIMEOUT_S)
+    except (httpx2.HTTPError, OSError):  # no name resolution, refused, timed out: any answer at all would do
+        return False
+    return True
+
+
+def unreachable_message(name: str) -> str:
+    """Why a spec that is no local folder and looks like a Hub repo id could not be loaded while offline."""
+    why = "offline mode is set (HF_HUB_OFFLINE)" if constants.HF_HUB_OFFLINE else "this machine seems to be offline"
+    return (f"no local folder {name!r} exists (in {os.getcwd()}), and as a Hub repo id it cannot be downloaded: the "
+            f"Hugging Face Hub could not be reached ({why}) and the repo is not in the local cache. Check the path, or "
+            "pass a local directory written by save_pretrained.")
 
 
 def read_config(path: Path) -> dict[str, Any]:
@@ -116,6 +174,8 @@ class HubModelMixin(PyTorchModelHubMixin):
         elif not _REPO_ID.match(name):
             raise FileNotFoundError(f"no model directory at {name!r} (and it is not a Hub repo id like 'org/name')")
         else:
+            if not local_files_only and not hub_reachable():  # the cache only: no retries that time out
+                download["local_files_only"] = True
             config_file, weights = _download(name, CONFIG_NAME, download), None
         values = read_config(config_file)
         try:  # every config value checked, and the model's size bounded, before anything is built
@@ -156,9 +216,6 @@ def _download(repo_id: str, filename: str, options: dict[str, Any]) -> Path:
     try:
         return Path(hf_hub_download(repo_id=repo_id, filename=filename, **options))
     except (LocalEntryNotFoundError, OfflineModeIsEnabled, ConnectionError) as err:  # before its base class below
-        raise OSError(
-            f"could not download {repo_id!r} from the Hugging Face Hub ({type(err).__name__}); this machine seems to "
-            f"be offline. Pass a local directory written by save_pretrained instead."
-        ) from err
+        raise OSError(unreachable_message(repo_id)) from err
     except EntryNotFoundError as err:
         raise CheckpointError(f"Hub repo {repo_id!r} has no {filename}") from err

@@ -71,3 +71,14 @@ def test_the_cache_keeps_the_last_few(tmp_path: Path, monkeypatch: pytest.Monkey
     registry.load_model(str(folders[1]))
     registry.load_model(str(folders[2]))  # drops the least recently used, folders[0]
     assert registry.load_model(str(folders[0])) is not first
+
+
+@pytest.mark.parametrize("device", ["meta", "cuda", "cuda:99"])
+def test_a_device_no_model_can_run_on_is_a_value_error(tmp_path: Path, device: str) -> None:
+    """The Python API's `device=`: the meta device (no data), or CUDA on a machine without it (or without that
+    many GPUs), is a ValueError naming the device, not an AssertionError from torch or a crash at inference."""
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    MSLInpainter(MSLConfig(resolution=32, widths=(8, 16))).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=f"device '{device}'"):
+        registry.load_model(str(tmp_path), device=device)

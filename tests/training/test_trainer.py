@@ -4,7 +4,13 @@ files, flags, clear errors)."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 import urllib.error
 from pathlib import Path
 
@@ -87,9 +93,11 @@ def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(
 
 
 def test_a_diverged_model_is_never_saved(tmp_path: Path, face_folder: Path, vgg_file: Path) -> None:
-    # huge learning rates: every loss stays finite, but a BatchNorm running variance becomes infinite
-    with pytest.raises(TrainingDiverged, match=r"non-finite weights at step 2 \(.*running_var.*\); nothing was saved"):
-        train(parse_config(flags(face_folder, vgg_file, tmp_path / "run", lr_g=1e6, lr_d=1e6)))
+    # huge learning rates, the weights' magnitude unchecked: every loss stays finite, but a BatchNorm running variance
+    # becomes infinite
+    with pytest.raises(TrainingDiverged, match=r"diverged weights at step 2 \(.*running_var is not finite.*\); nothing "
+                                               "was saved"):
+        train(parse_config(flags(face_folder, vgg_file, tmp_path / "run", lr_g=1e6, lr_d=1e6, max_weight=0)))
     assert not list((tmp_path / "run").glob("checkpoints/step-*")) and not (tmp_path / "run" / "final").exists()
 
 
@@ -183,6 +191,7 @@ def test_bad_config_file_values_exit_with_one_error_line(
         ({"mixed_precision": "fp8"}, "--mixed-precision must be"),
         ({"resolution": 36}, "not a multiple of 8"),
         ({"mask_specks": 1.5}, "--mask-specks must lie in [0, 1], got 1.5"),
+        ({"allow_changed": "batch_size,model"}, "--allow-changed takes names of resolution, dataset, "),
     ],
 )
 def test_bad_settings_exit_with_a_clear_error(
@@ -258,3 +267,186 @@ def test_ema_decay_warms_up() -> None:
     model.weight.data.fill_(0.0)
     ema.update_parameters(model)  # n large: rate capped at the decay
     assert ema.module.weight.item() == pytest.approx(0.999 * before)
+
+
+def test_exploded_but_finite_weights_stop_training(tmp_path: Path, face_folder: Path, vgg_file: Path) -> None:
+    """At a learning rate of 1e4 every weight moves by about 1e4 a step while the losses stay finite: stopped on the
+    first step a weight passes --max-weight (1e4), naming it, before anything is saved."""
+    with pytest.raises(TrainingDiverged, match=r"diverged weights at step 1 \(generator\.\S+ reaches \|w\| = \S+ > "
+                                               r"10000.*\); nothing was saved"):
+        train(parse_config(flags(face_folder, vgg_file, tmp_path / "run", lr_g=1e4, lr_d=1e4, val_dataset=None)))
+    assert not list((tmp_path / "run").glob("checkpoints/step-*")) and not (tmp_path / "run" / "final").exists()
+
+
+def test_a_loss_far_above_its_running_median_stops_training(tmp_path: Path) -> None:
+    from accelerate import Accelerator
+
+    from hf_faceinpaint.training.steps import LossWatch
+
+    accelerator, watch = Accelerator(cpu=True), LossWatch(1e3, window=10, warmup=5)
+    for step, value in enumerate([2.0, 1.5, 1.8, 1.2, 1.0, 0.9, 1.1, 900.0], start=1):  # 900 < 1000 × median
+        watch.check(accelerator, step, str(tmp_path), {"loss/g": torch.tensor(value), "loss/adv": torch.tensor(0.0)})
+    watch.check(accelerator, 9, str(tmp_path), {"loss/g": torch.tensor(0.7), "loss/adv": torch.tensor(0.9)})  # < 1
+    with pytest.raises(TrainingDiverged, match=r"loss/g left its range at step 10: 1\.3e\+03, over 1000 times its "
+                                               r"running median 1\.2; stopped before saving. no checkpoint"):
+        watch.check(accelerator, 10, str(tmp_path), {"loss/g": torch.tensor(-1300.0), "loss/adv": torch.tensor(0.0)})
+
+
+@pytest.fixture(scope="module")
+def two_step_run(tmp_path_factory: pytest.TempPathFactory, face_folder: Path, vgg_file: Path) -> Path:
+    """A run trained for 2 steps with `flags`' settings (no validation), its checkpoint at step 2; copy it before
+    changing it."""
+    run = tmp_path_factory.mktemp("two-step") / "run"
+    train(parse_config(flags(face_folder, vgg_file, run, max_steps=2, val_dataset=None)))
+    return run
+
+
+def resumed_copy(two_step_run: Path, tmp_path: Path) -> Path:
+    run = tmp_path / "run"
+    shutil.copytree(two_step_run, run)
+    return run
+
+
+def file_bytes(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def assert_one_error_line(err: str, *needles: str) -> None:
+    (line,) = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert all(needle in line for needle in needles), line
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(("overrides", "needle"), [
+    ({"model": "msl-256"}, "--model 'msl-tiny-128' there, 'msl-256' here); a checkpoint continues only its own model"),
+    ({"batch_size": 4}, "--batch-size 2 there, 4 here); set them back, or pass --allow-changed batch_size"),
+    ({"seed": 4, "resolution": 64}, "--resolution 32 there, 64 here; --seed 3 there, 4 here)"),
+    ({"dataset": "FOLDER/../" + "FOLDER_NAME"}, None),  # the same folder, spelled otherwise: accepted
+])
+def test_resume_refuses_changed_run_settings_naming_them(
+    tmp_path: Path, face_folder: Path, vgg_file: Path, two_step_run: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch, overrides: dict, needle: str | None,
+) -> None:
+    from hf_faceinpaint.training import trainer
+
+    run = resumed_copy(two_step_run, tmp_path)
+    if "dataset" in overrides:
+        overrides = {"dataset": f"{face_folder}/../{face_folder.name}"}
+        monkeypatch.setattr(trainer, "make_task", lambda *args: (_ for _ in ()).throw(_Stop()))  # past the check
+    argv = flags(face_folder, vgg_file, run, max_steps=4, resume="latest", **overrides)
+    if needle is None:
+        with pytest.raises(_Stop):
+            main(argv)
+        return
+    assert main(argv) == 2
+    assert_one_error_line(capsys.readouterr().err, "run settings differ from the checkpoint's", needle)
+    assert not (run / "checkpoints" / "step-00000004").exists()
+
+
+def test_an_allowed_batch_size_change_converts_the_stream_position(
+    tmp_path: Path, face_folder: Path, vgg_file: Path, two_step_run: Path
+) -> None:
+    """The stream position counts batches: 2 done of 2 images are 1 of 4; new data starts from its beginning."""
+    from hf_faceinpaint.training.checkpoint import resume_state
+
+    said: list[str] = []
+    folder = two_step_run / "checkpoints" / "step-00000002"
+    config = parse_config(flags(face_folder, vgg_file, two_step_run, batch_size=4, allow_changed="batch_size"))
+    state = resume_state(folder, config, 1, said.append)
+    assert state["positions"] == [[0, 1]] and state["settings"]["batch_size"] == 4 and "converted" in said[0]
+    assert json.loads((folder / "trainer_state.json").read_text())["positions"] == [[0, 2]]
+    config = parse_config(flags(tmp_path, vgg_file, two_step_run, allow_changed="dataset"))
+    assert resume_state(folder, config, 1, said.append)["positions"] == [[0, 0]]
+
+
+@pytest.mark.parametrize("name", ["optimizer.bin", "model.safetensors"])
+def test_a_truncated_checkpoint_file_is_one_error_line(
+    tmp_path: Path, face_folder: Path, vgg_file: Path, two_step_run: Path, capsys: pytest.CaptureFixture[str],
+    name: str,
+) -> None:
+    run = resumed_copy(two_step_run, tmp_path)
+    damaged = run / "checkpoints" / "step-00000002" / name
+    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
+    before = file_bytes(run / "checkpoints")
+    assert main(flags(face_folder, vgg_file, run, max_steps=4, resume="latest")) == 2
+    assert_one_error_line(capsys.readouterr().err, f"{name} is unreadable", "resume from an earlier checkpoint")
+    assert file_bytes(run / "checkpoints") == before
+
+
+def test_a_checkpoint_of_another_model_is_one_error_line(
+    tmp_path: Path, face_folder: Path, vgg_file: Path, two_step_run: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A checkpoint written before the run settings were stored, resumed with another --model: the restore fails
+    on the weights' shapes, as one line."""
+    run = resumed_copy(two_step_run, tmp_path)
+    state_file = run / "checkpoints" / "step-00000002" / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    del state["settings"]
+    state_file.write_text(json.dumps(state))
+    assert main(flags(face_folder, vgg_file, run, max_steps=4, resume="latest", model="msl-256")) == 2
+    out, err = capsys.readouterr()
+    assert "were not compared" not in out and "run settings; they are not compared" in out
+    assert_one_error_line(err, "cannot restore checkpoint", "step-00000002 into this run: ", "size mismatch")
+
+
+def test_a_full_disk_during_a_checkpoint_is_one_error_line(
+    tmp_path: Path, face_folder: Path, vgg_file: Path, two_step_run: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The disk fills while the checkpoint of step 4 is written (its EMA file half-way): one line, the files of
+    step 2 untouched, nothing half-written left behind."""
+    import errno
+
+    from hf_faceinpaint import io
+
+    def full_disk(tensors: dict, filename: str, metadata: dict | None = None) -> None:
+        Path(filename).write_bytes(b"\0" * 1000)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    run = resumed_copy(two_step_run, tmp_path)
+    before = {part: file_bytes(run / part) for part in ("checkpoints", "final")}
+    monkeypatch.setattr(io, "save_file", full_disk)
+    assert main(flags(face_folder, vgg_file, run, max_steps=4, resume="latest", val_dataset=None)) == 2
+    assert_one_error_line(capsys.readouterr().err, "could not write checkpoint", "step-00000004: No space left on "
+                          "device; nothing of it was kept")
+    assert {part: file_bytes(run / part) for part in before} == before  # the step-2 checkpoint and its final model
+    assert not list(run.rglob("*.tmp-*"))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_saves_a_checkpoint_and_exits_128_plus_its_number(
+    tmp_path: Path, face_folder: Path, vgg_file: Path, signum: int
+) -> None:
+    """`train.py` as a process, sent SIGINT as Ctrl-C sends it (to the whole process group: its DataLoader and
+    mask workers too), or SIGTERM to it alone, once it has logged a step: it finishes the step, saves a checkpoint
+    that resumes, prints one line and exits 130 / 143, without a final model and without a worker's traceback."""
+    from hf_faceinpaint.training.checkpoint import resume_state
+
+    run = tmp_path / "run"
+    workers = {"num_workers": 1, "mask_workers": 1} if signum == signal.SIGINT else {}
+    argv = flags(face_folder, vgg_file, run, max_steps=10_000, checkpoint_every=0, val_dataset=None, sample_every=0,
+                 val_every=0, **workers)
+    process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *argv], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                               start_new_session=True)  # a process group of its own, as a terminal's job
+    try:
+        deadline = time.monotonic() + 300
+        while not ((run / "metrics.jsonl").is_file() and "loss/g" in (run / "metrics.jsonl").read_text()):
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1]
+            time.sleep(0.2)
+        if signum == signal.SIGINT:
+            os.killpg(process.pid, signum)
+        else:
+            process.send_signal(signum)
+        _, err = process.communicate(timeout=300)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signum, err
+    lines = [line.strip() for line in err.replace("\r", "\n").splitlines() if line.strip()]
+    match = re.fullmatch(rf"interrupted by {signal.Signals(signum).name} at step (\d+): saved the checkpoint (\S+); "
+                         "go on with --resume latest", lines[-1])
+    assert match and "Traceback" not in err, err
+    folder = Path(match[2])
+    assert folder == run / "checkpoints" / f"step-{int(match[1]):08d}" and not (run / "final").exists()
+    state = resume_state(folder, parse_config([*argv, "--resume", "latest"]), 1, print)  # every file complete
+    assert state["step"] == int(match[1]) >= 1

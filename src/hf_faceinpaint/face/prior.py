@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..hub import check_tensor_values
 from ..io import CheckpointError, read_state_dict, save_safetensors_atomic
 from .filters import known_cells
 
@@ -265,6 +266,7 @@ def load_fit_file(pca: GappyPCA, path: str | os.PathLike) -> None:
     if missing or unexpected:
         raise CheckpointError(f"face prior file {path}: missing {', '.join(missing) or 'nothing'}, unexpected "
                               f"{', '.join(unexpected[:5]) or 'nothing'} (it must hold {', '.join(PCA_KEYS)})")
+    check_tensor_values({"mean": pca.mean, "basis": pca.basis, "variance": pca.variance}, state, str(path))
     mean, basis, variance = (state[key].float() for key in PCA_KEYS)
     if mean.shape != pca.mean.shape or basis.shape[1:] != pca.basis.shape[1:]:
         raise CheckpointError(

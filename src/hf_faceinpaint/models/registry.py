@@ -28,8 +28,9 @@ from torch import nn
 
 from .. import legacy
 from ..components import CLASS_KEY, COMPONENTS
+from ..devices import parse_device
+from ..hub import _REPO_ID, CONFIG_NAME, HUB_CLASSES, hub_reachable, read_config
 from .classic import CLASSIC_LABELS, CLASSIC_METHODS, ClassicInpainter
-from ..hub import _REPO_ID, CONFIG_NAME, HUB_CLASSES, read_config
 
 Inpainter = Union[nn.Module, ClassicInpainter]
 PIPELINE_CLASS = "FaceInpaintPipeline"  # the class of a folder with a face stack (`pipeline.py`)
@@ -110,24 +111,28 @@ def load_pretrained(path_or_repo: str | os.PathLike, check_size: bool = True) ->
     `check_size=False` (the package's own shipped checkpoints only) skips the model-size count of the network's
     `checked_config`."""
     name = os.fspath(path_or_repo)
+    hub: dict[str, bool] = {}  # the Hub download settings, for a repo id
     if os.path.isdir(name):
         folder: Path | None = Path(name)
+    elif not os.path.exists(name) and _REPO_ID.match(name):
+        hub = {"local_files_only": not hub_reachable()}  # decided once: offline, the cache alone is asked
+        folder = _hub_config_folder(name, **hub)
     else:
-        folder = _hub_config_folder(name) if not os.path.exists(name) and _REPO_ID.match(name) else None
+        folder = None
     if folder is None or not (folder / CONFIG_NAME).is_file():
         # No config to choose a class by: from_pretrained raises the same clear error for every class
         # (a file instead of a folder, no config.json, not a repo id, offline).
-        return HUB_CLASSES[PIPELINE_CLASS].from_pretrained(name, check_size=check_size)
-    return model_class_for(read_config(folder / CONFIG_NAME)).from_pretrained(name, check_size=check_size)
+        return HUB_CLASSES[PIPELINE_CLASS].from_pretrained(name, check_size=check_size, **hub)
+    return model_class_for(read_config(folder / CONFIG_NAME)).from_pretrained(name, check_size=check_size, **hub)
 
 
-def _hub_config_folder(repo_id: str) -> Path | None:
+def _hub_config_folder(repo_id: str, local_files_only: bool) -> Path | None:
     """The local folder holding a Hub repo's config.json (downloaded or cached), or None if it cannot be had."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
 
     try:
-        return Path(hf_hub_download(repo_id=repo_id, filename=CONFIG_NAME)).parent
+        return Path(hf_hub_download(repo_id=repo_id, filename=CONFIG_NAME, local_files_only=local_files_only)).parent
     except (LocalEntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError, ConnectionError, ValueError):
         return None
 
@@ -195,10 +200,11 @@ def resolve_model(
             label it as untrained). An untrained network never stands in for a result otherwise.
 
     Raises:
-        ValueError: A preset name without `allow_untrained`.
+        ValueError: A preset name without `allow_untrained`; a device no model runs on or this machine lacks.
         FileNotFoundError, OSError, CheckpointError: A shipped model this installation lacks; a folder or Hub repo
             that holds no readable checkpoint, or cannot be downloaded.
     """
+    device = None if device is None else parse_device(device)
     if spec is None:
         if shipped_checkpoint(DEFAULT_MODEL) is None:
             warnings.warn(
@@ -216,7 +222,7 @@ def resolve_model(
     name = os.fspath(spec)
     if name in CLASSIC_METHODS:
         return ResolvedModel(name, "OpenCV classic inpainting, no weights", False, ClassicInpainter(name))
-    torch_device = torch.device(device) if device is not None else torch.device("cpu")
+    torch_device = device or torch.device("cpu")
     exists = os.path.exists(name)
     if name in PRESETS and not exists:
         if not allow_untrained:

@@ -3,6 +3,7 @@ grouped per model family. Each leaf field is a `--kebab-case` flag and a key of 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import Field, dataclass, field, fields, is_dataclass
 from math import inf
@@ -18,6 +19,15 @@ from ..models.twostage import TwoStageConfig
 
 class ConfigError(ValueError):
     """A training configuration that cannot run."""
+
+
+#: The settings that define a run, stored in each checkpoint: a --resume must match them unless --allow-changed names
+#: them (the architecture and the data stream; learning rates, loss weights, masks and step counts may change freely,
+#: as a curriculum's next phase does). The model and the stage never change: a checkpoint holds their weights alone.
+RUN_SETTINGS = ("model", "stage", "resolution", "dataset", "dataset_split", "image_column", "batch_size", "grad_accum",
+                "seed", "shuffle_buffer")
+FIXED_SETTINGS = ("model", "stage")
+CHANGEABLE_SETTINGS = tuple(name for name in RUN_SETTINGS if name not in FIXED_SETTINGS)
 
 
 def opt(default: Any, text: str, **checks: Any) -> Any:
@@ -133,12 +143,28 @@ class TrainConfig:
     sample_every: int = opt(500, "write a grid of input / output / ground truth every N steps (0 = never)", low=0)
     val_every: int = opt(500, "validate every N steps (0 = only at the end)", low=0)
     resume: str | None = opt(None, "latest, or a checkpoint folder to resume from")
+    allow_changed: str = opt("", "run-defining settings a --resume may change, comma-separated, e.g. "
+                             f"batch_size,dataset (of {', '.join(CHANGEABLE_SETTINGS)})")
+    max_weight: float = opt(1e4, "stop when a trained weight's magnitude exceeds this (0 = no limit)", low=0)
+    loss_spike: float = opt(1e3, "stop when a loss exceeds this many times its running median (0 = never)", low=0)
     push_to_hub: str | None = opt(None, "Hub repo id to push the final EMA generator to")
     cpu: bool = opt(False, "train on the CPU even if a GPU is present")
 
     def flat(self) -> dict[str, Any]:
         """Every setting by field name, the groups' included."""
         return {f.name: getattr(getattr(self, name) if name else self, f.name) for name, f in leaves()}
+
+    def run_settings(self) -> dict[str, Any]:
+        """The `RUN_SETTINGS` as they act: the preset's own resolution for 0, a local dataset as an absolute path."""
+        values = {name: getattr(self, name) for name in RUN_SETTINGS}
+        values["resolution"] = self.resolution or getattr(architecture_config(self.model), "resolution", 0)
+        local = Path(self.dataset).expanduser().exists() or any(char in self.dataset for char in "*?[")
+        values["dataset"] = os.path.abspath(os.path.expanduser(self.dataset)) if local else self.dataset
+        return values
+
+    def changeable(self) -> list[str]:
+        """The run-defining settings `--allow-changed` names."""
+        return [name.strip() for name in self.allow_changed.split(",") if name.strip()]
 
     def validate(self) -> None:
         """Raise `ConfigError` naming every setting that cannot work."""
@@ -173,6 +199,8 @@ class TrainConfig:
              "pass --w-id 0 to train without the identity loss"),
             (structured and self.stage == 2 and self.stage1_checkpoint is None,
              f"--stage 2 of {self.model} needs --stage1-checkpoint DIR (the `final` folder of its --stage 1 run)"),
+            (bool(set(self.changeable()) - set(CHANGEABLE_SETTINGS)),
+             f"--allow-changed takes names of {', '.join(CHANGEABLE_SETTINGS)}; got {self.allow_changed!r}"),
         ] if bad]
         if problems:
             raise ConfigError("bad training configuration:\n  " + "\n  ".join(problems))

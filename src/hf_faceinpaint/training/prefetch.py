@@ -12,6 +12,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 
 import numpy as np
 
+from ..data import ignore_interrupts
 from ..masks import MaskGenerator
 
 
@@ -30,7 +31,8 @@ class MaskPrefetcher:
     def __init__(self, mask_generator: MaskGenerator, workers: int = 0) -> None:
         self.mask_generator = mask_generator
         self.pool = (
-            ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if workers > 0 else None
+            ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=ignore_interrupts)
+            if workers > 0 else None
         )
         self.workers = workers
         self.pending: dict[tuple[int, int], list[Future]] = {}

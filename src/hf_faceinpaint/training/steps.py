@@ -1,9 +1,12 @@
-"""The update every task's step is made of: the NaN guards (on the losses, and on the weights before a save), one
-optimizer update, the discriminator (critic) update, and the adversarial step shared by the tasks that train a
-generator against a discriminator."""
+"""The update every task's step is made of: the divergence guards (NaN losses; losses far above their running median;
+NaN or exploded weights), one optimizer update, the discriminator (critic) update, and the adversarial step shared by
+the tasks that train a generator against a discriminator."""
 
 from __future__ import annotations
 
+import math
+import statistics
+from collections import deque
 from collections.abc import Callable
 
 import torch
@@ -15,7 +18,7 @@ from .checkpoint import list_checkpoints
 
 
 class TrainingDiverged(RuntimeError):
-    """A loss became NaN or infinite; training stopped before applying the bad update."""
+    """A loss or a weight became NaN, infinite or far out of range; training stopped without saving it."""
 
 
 def check_finite(accelerator: Accelerator, step: int, output_dir: str, **losses: torch.Tensor) -> None:
@@ -24,33 +27,76 @@ def check_finite(accelerator: Accelerator, step: int, output_dir: str, **losses:
     bad = accelerator.reduce(bad, reduction="sum")
     if bad.any():
         names = ", ".join(name for name, flag in zip(losses, bad.tolist()) if flag)
-        found = list_checkpoints(output_dir)
-        last = f"the last good checkpoint is {found[-1]}" if found else "no checkpoint was written yet"
-        raise TrainingDiverged(
-            f"non-finite loss ({names}) at step {step}; stopped before applying it. {last} "
-            "(resume it with --resume latest, e.g. with a lower learning rate)"
-        )
+        raise TrainingDiverged(f"non-finite loss ({names}) at step {step}; stopped before applying it. "
+                               f"{last_good(output_dir)}")
 
 
-def check_finite_weights(accelerator: Accelerator, step: int, output_dir: str, **modules: nn.Module | None) -> None:
-    """Refuse to save a diverged model: stop every process when a parameter or buffer of `modules` (BatchNorm running
-    statistics included, which a huge learning rate can make infinite while every loss stays finite) is NaN or
-    infinite, naming the tensors and the last good checkpoint. Called before each checkpoint and the final save."""
-    bad = [
-        f"{name}.{key}"
-        for name, module in modules.items() if module is not None
-        for key, tensor in module.state_dict().items()
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all()
-    ]
-    if not accelerator.reduce(torch.tensor(float(len(bad)), device=accelerator.device), reduction="sum").item():
-        return
+def last_good(output_dir: str) -> str:
+    """The end of a divergence message: the checkpoint to go back to."""
     found = list_checkpoints(output_dir)
     last = f"the last good checkpoint is {found[-1]}" if found else "no checkpoint was written yet"
+    return f"{last} (resume it with --resume latest, e.g. with a lower learning rate)"
+
+
+def check_weights(accelerator: Accelerator, step: int, output_dir: str, max_weight: float,
+                  **modules: nn.Module | None) -> None:
+    """Stop every process when a model has diverged, naming the tensors and the last good checkpoint: a parameter or
+    buffer of `modules` NaN or infinite (BatchNorm running statistics included, which a huge learning rate can make
+    infinite while every loss stays finite), or a trained parameter (requires_grad) larger in magnitude than
+    `max_weight` (0: no limit), which a too high learning rate reaches while everything stays finite. Called on
+    every log step and before each checkpoint and the final save, so that a diverged model is never saved."""
+    bad = [problem for name, module in modules.items() if module is not None
+           for problem in _weight_problems(name, module, max_weight)]
+    if not accelerator.reduce(torch.tensor(float(len(bad)), device=accelerator.device), reduction="sum").item():
+        return
     shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "") if bad else "on another process"
-    raise TrainingDiverged(
-        f"non-finite weights at step {step} ({shown}); nothing was saved. {last} "
-        "(resume it with --resume latest, e.g. with a lower learning rate)"
-    )
+    raise TrainingDiverged(f"diverged weights at step {step} ({shown}); nothing was saved. {last_good(output_dir)}")
+
+
+def _weight_problems(name: str, module: nn.Module, max_weight: float) -> list[str]:
+    """"NAME.KEY is not finite" or "NAME.KEY reaches |w| = ..." for each bad tensor of `module`."""
+    trained = {key for key, param in module.named_parameters() if param.requires_grad}
+    tensors = {key: value for key, value in module.state_dict().items() if value.is_floating_point() and value.numel()}
+    # the largest magnitude of each tensor (NaN or inf where one of its values is), read back in one transfer
+    peaks = torch.stack([value.detach().abs().max().float() for value in tensors.values()]).tolist() if tensors else []
+    problems = []
+    for key, peak in zip(tensors, peaks):
+        if not math.isfinite(peak):
+            problems.append(f"{name}.{key} is not finite")
+        elif max_weight and key in trained and peak > max_weight:
+            problems.append(f"{name}.{key} reaches |w| = {peak:.3g} > {max_weight:g}")
+    return problems
+
+
+class LossWatch:
+    """Stops training when a loss leaves its usual range while still finite: its magnitude above `factor` times the
+    median magnitude of its last `window` values (and above 1, so that terms near zero do not count), once it has
+    `warmup` values. The losses are averaged over the processes first, so every process decides alike.
+
+    Args:
+        factor: The multiple of the running median that stops training (0: never).
+        window: How many recent values the median is taken over.
+        warmup: How many values a loss needs before it is judged.
+    """
+
+    def __init__(self, factor: float, window: int = 100, warmup: int = 20) -> None:
+        self.factor, self.window, self.warmup = factor, window, warmup
+        self.history: dict[str, deque[float]] = {}
+
+    def check(self, accelerator: Accelerator, step: int, output_dir: str, losses: dict[str, torch.Tensor]) -> None:
+        """Judge this step's `losses` by name (then add them to the history); raises `TrainingDiverged`."""
+        if not self.factor or not losses:
+            return
+        values = torch.stack([value.detach().float().reshape(()) for value in losses.values()])
+        values = accelerator.reduce(values, reduction="mean").abs().tolist()
+        for name, value in zip(losses, values):
+            recent = self.history.setdefault(name, deque(maxlen=self.window))
+            if len(recent) >= self.warmup and value > max(self.factor * statistics.median(recent), 1.0):
+                raise TrainingDiverged(
+                    f"{name} left its range at step {step}: {value:.3g}, over {self.factor:g} times its running "
+                    f"median {statistics.median(recent):.3g}; stopped before saving. {last_good(output_dir)}"
+                )
+            recent.append(value)
 
 
 def update(

@@ -6,13 +6,17 @@ Each optimizer step does, on every process:
        the face draft's `draft.DraftTask`;
   5. update the EMA copy of the model; log, sample, validate and checkpoint on their schedules.
 Masks and flips are pure functions of (seed, step, process, sample), so a resumed run replays the same batches.
+After each step the guards run: a loss far above its running median, or (on log steps and before every save) a NaN or
+exploded weight, stops training with nothing saved; SIGINT / SIGTERM stops it after a checkpoint (`signals`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import resource
+import signal
 import sys
 import time
 from pathlib import Path
@@ -32,13 +36,14 @@ from ..hub import load_state_dict_strict
 from ..face.draft import GappyPCADraftConfig
 from ..models.twostage import TwoStageConfig
 from ..precision import emulated_bf16_warning
-from .checkpoint import ema_model, load_checkpoint, resolve_resume, save_checkpoint
+from .checkpoint import ema_model, load_checkpoint, resolve_resume, resume_state, save_checkpoint, writing
 from .config import ConfigError, TrainConfig, architecture_config
 from .draft import DraftTask
 from .flags import parse_config
 from .msl import MSLTask
 from .prefetch import MaskPrefetcher
-from .steps import TrainingDiverged, check_finite_weights
+from .signals import Interrupted, StopSignals, signal_name
+from .steps import LossWatch, TrainingDiverged, check_weights
 from .task import Task
 from .twostage import StructureTask, TextureTask
 from .validation import inpaint_batches, save_grid, score, telea_outputs, validation_masks
@@ -120,12 +125,10 @@ class Throughput:
                 "perf/minutes": (now - self.started) / 60.0}
 
 
-def out_of_time(accelerator: Accelerator, started: float, max_minutes: float) -> bool:
-    """Whether any process has trained for `max_minutes` (0 = no limit); every process gets the same answer."""
-    if max_minutes <= 0:
-        return False
-    late = torch.tensor(float(time.monotonic() - started > 60.0 * max_minutes), device=accelerator.device)
-    return bool(accelerator.reduce(late, reduction="sum").item() > 0)
+def any_process(accelerator: Accelerator, *flags: bool) -> list[bool]:
+    """Whether each of `flags` holds on any process, in one reduction; every process gets the same answers."""
+    totals = accelerator.reduce(torch.tensor([float(flag) for flag in flags], device=accelerator.device), "sum")
+    return [total > 0 for total in totals.tolist()]
 
 
 def write_metrics(path: Path, record: dict[str, Any]) -> None:
@@ -156,7 +159,18 @@ def make_task(config: TrainConfig, accelerator: Accelerator) -> Task:
 
 
 def train(config: TrainConfig) -> TrainResult:
-    """Train `config.model` as configured; the final EMA model is saved with `save_pretrained`."""
+    """Train `config.model` as configured; the final EMA model is saved with `save_pretrained`.
+
+    Raises:
+        ConfigError, CheckpointError: Settings that cannot run, or a checkpoint that cannot be resumed or written.
+        TrainingDiverged: A loss or a weight left its range; nothing of it was saved.
+        Interrupted: SIGINT or SIGTERM; a checkpoint was saved when the first step had run.
+    """
+    with StopSignals() as stop, contextlib.ExitStack() as closing:
+        return _train(config, stop, closing)
+
+
+def _train(config: TrainConfig, stop: StopSignals, closing: contextlib.ExitStack) -> TrainResult:
     config.validate()
     output_dir = Path(config.output_dir)
     accelerator = Accelerator(
@@ -172,6 +186,13 @@ def train(config: TrainConfig) -> TrainResult:
     if warning and accelerator.is_main_process:
         print(warning, file=sys.stderr, flush=True)
     set_seed(config.seed)  # identical initial weights on every process
+
+    # ---- a resume is checked before anything is built: complete files, the same run settings (or allowed changes)
+    folder = resolve_resume(config.resume, output_dir) if config.resume else None
+    state: dict[str, Any] = (
+        resume_state(folder, config, world, accelerator.print) if folder else
+        {"step": 0, "positions": [[0, 0]] * world, "bad_images": 0, "settings": config.run_settings()}
+    )
 
     # ---- losses first: a missing VGG (or other loss network) fails before any data is touched
     task = make_task(config, accelerator)
@@ -195,6 +216,7 @@ def train(config: TrainConfig) -> TrainResult:
         MaskGenerator(config.mask_kind, resolution, buckets, config.seed, speck_share=config.mask_specks),
         config.mask_workers,
     )
+    closing.callback(masks.close)  # its workers end however training ends
     val_images = val_masks = None
     if config.val_dataset and accelerator.is_main_process:
         val_images = load_fixed_set(config.val_dataset, config.val_count, resolution, config.image_column, config.val_split)
@@ -202,13 +224,9 @@ def train(config: TrainConfig) -> TrainResult:
     ema = ema_model(model, config.ema_decay).to(device)
     trained_modules = task.prepare()
 
-    # ---- resume: models, optimizers, RNG, EMA, step and every process's position in the stream
-    state: dict[str, Any] = {"step": 0, "positions": [[0, 0]] * world, "bad_images": 0}
-    if config.resume:
-        folder = resolve_resume(config.resume, output_dir)
-        state = load_checkpoint(accelerator, folder, ema)
-        if len(state["positions"]) != world:
-            raise ValueError(f"checkpoint {folder} was written by {len(state['positions'])} processes, not {world}")
+    # ---- resume: models, optimizers, RNG and EMA (the step and every process's stream position are in `state`)
+    if folder:
+        load_checkpoint(accelerator, folder, ema)
         accelerator.print(f"resumed from {folder} at step {state['step']}")
     step = state["step"]
     epoch, done = state["positions"][rank]
@@ -226,11 +244,14 @@ def train(config: TrainConfig) -> TrainResult:
             telea = score(telea_outputs(val_images, val_masks), val_images)
             write_metrics(output_dir / "metrics.jsonl", {"step": 0, **{f"val/telea_{k}": v for k, v in telea.items()}})
     progress = tqdm(total=config.max_steps, initial=step, disable=not accelerator.is_local_main_process, desc="train")
+    closing.callback(progress.close)  # an error's line then starts on a line of its own
     micro_step = step * config.grad_accum
     clock = Throughput(config.batch_size * world * config.grad_accum, device, step)
-    last = False
+    watch = LossWatch(config.loss_spike)
+    last = stopping = False
+    stop.deferring = True  # a signal now ends the loop after its step, with a checkpoint
 
-    while not last:
+    while not (last or stopping):
         # 1. this process's batch, flipped and masked reproducibly
         epoch, done, images, skipped = next(stream)
         hole, flips = masks_and_flips(config, masks, micro_step, rank, world, config.batch_size)
@@ -250,7 +271,14 @@ def train(config: TrainConfig) -> TrainResult:
         step += 1
         ema.update_parameters(model)
         progress.update(1)
-        last = step >= config.max_steps or out_of_time(accelerator, clock.started, config.max_minutes)
+        watch.check(accelerator, step, config.output_dir, losses)
+        late = config.max_minutes > 0 and time.monotonic() - clock.started > 60.0 * config.max_minutes
+        late, stopping = any_process(accelerator, late, stop.signum > 0)
+        last = step >= config.max_steps or late
+        saving = (config.checkpoint_every and step % config.checkpoint_every == 0) or last or stopping
+        if step % config.log_every == 0 or saving:  # never log on, or save, a diverged model
+            check_weights(accelerator, step, config.output_dir, config.max_weight, generator=model, ema=ema.module,
+                          discriminator=task.discriminator)
         if step % config.log_every == 0 or last:
             logged = {k: accelerator.reduce(v.detach().float(), reduction="mean").item() for k, v in losses.items()}
             logged.update({"data/epoch": epoch, "data/bad_images": state["bad_images"], **clock.read(step)})
@@ -266,22 +294,27 @@ def train(config: TrainConfig) -> TrainResult:
                 metrics = score(inpaint_batches(task.inference_model(ema.module), val_images, val_masks), val_images)
                 accelerator.log({f"val/{k}": v for k, v in metrics.items()}, step=step)
                 write_metrics(output_dir / "metrics.jsonl", {"step": step, **{f"val/{k}": v for k, v in metrics.items()}})
-        if (config.checkpoint_every and step % config.checkpoint_every == 0) or last:
+        if saving:
             positions = accelerator.gather(torch.tensor([[epoch, done]], device=device)).tolist()
             state.update(step=step, positions=positions)
-            check_finite_weights(accelerator, step, config.output_dir, generator=model, ema=ema.module,
-                                 discriminator=task.discriminator)
-            save_checkpoint(accelerator, output_dir, step, ema, state, config.keep_checkpoints)
+            saved = save_checkpoint(accelerator, output_dir, step, ema, state, config.keep_checkpoints)
 
-    progress.close()
+    stop.deferring = False  # the final save is atomic: a signal may end it at once
+    progress.close()  # (when an error ends the loop, `closing` closes these two)
     masks.close()
+    if stopping:
+        accelerator.end_training()
+        signum = stop.signum or signal.SIGTERM  # a process the signal did not reach stopped with the others
+        raise Interrupted(signum, f"interrupted by {signal_name(signum)} at step {step}: saved the checkpoint {saved}; "
+                                  "go on with --resume latest")
     final = output_dir / "final"
     if accelerator.is_main_process:
         card = {"model_name": Path(config.output_dir).name, "training_section": task.training_section(state)}
         save_final(ema.module, final, card)
         if task.discriminator is not None:  # to continue the GAN later (--init-discriminator)
             discriminator = accelerator.unwrap_model(task.discriminator)
-            save_safetensors_atomic(discriminator.state_dict(), output_dir / DISCRIMINATOR_FILE)
+            with writing(f"the discriminator {output_dir / DISCRIMINATOR_FILE}"):
+                save_safetensors_atomic(discriminator.state_dict(), output_dir / DISCRIMINATOR_FILE)
         if config.push_to_hub:
             ema.module.push_to_hub(config.push_to_hub, model_card_kwargs=card)
     accelerator.wait_for_everyone()
@@ -291,7 +324,7 @@ def train(config: TrainConfig) -> TrainResult:
 
 def save_final(model: torch.nn.Module, final: Path, card: dict[str, str]) -> None:
     """`save_pretrained` of the EMA model into `final` (model card fields `card`), replacing it only when complete."""
-    with atomic_path(final) as tmp:
+    with writing(f"the final model {final}"), atomic_path(final) as tmp:
         model.save_pretrained(tmp, model_card_kwargs=card)
 
 
@@ -300,7 +333,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = parse_config(argv)
         train(config)
-    except (ConfigError, CheckpointError, TrainingDiverged, FileNotFoundError, ValueError) as err:
+    except Interrupted as stop:  # one line: what was saved, and how to go on
+        print(stop, file=sys.stderr)
+        return stop.status
+    except (ConfigError, CheckpointError, TrainingDiverged, OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
