@@ -6,11 +6,11 @@
 Images: the CelebA-HQ eval set from ../shared (or $HF_FACEINPAINT_SHARED) when present, else the bundled example.
 Masks: NVIDIA irregular test masks (20-30% bucket) when present, else a fixed rectangle. Networks are timed on the
 model tensor alone (no pre/post-processing); the OpenCV baselines on uint8 images of the same size. On a CUDA device
-the networks are also timed in bf16 and reported as images/s; on a CPU with bf16 units (`pipeline.bf16_is_fast`:
+the networks are also timed in bf16 and reported as images/s; on a CPU with bf16 units (`precision.bf16_is_fast`:
 AMX or AVX512-BF16) also under bf16 autocast at batch 1.
 
 A second table times the whole `inpaint()` call as a user makes it (PIL photo and mask in, PIL image out: crop,
-working size, the default model's face prior and network, paste-back) on photos of each `--photo-sides`, next to
+working size, the default pipeline's network, draft and stages, paste-back) on photos of each `--photo-sides`, next to
 OpenCV Telea through the same call, and the same for the README demo (the bundled 512² example photo and its mask).
 The default model runs as `inpaint()` runs it by default (`precision="auto"`: bf16 autocast on
 hardware with bf16 units), and on such hardware once more in fp32. The default model is loaded (and cached) before

@@ -1,6 +1,6 @@
 """Training throughput per preset: images/s and peak memory of the trainer's own D + G step (`gan_step`).
 
-    python benchmarks/bench_train.py [--presets msl-prior-128,msl-tiny-128] [--batch-size 8,64] [--steps 3]
+    python benchmarks/bench_train.py [--presets msl-tiny-128,msl-256] [--batch-size 8,64] [--steps 3]
         [--device cpu|cuda] [--mixed-precision no|bf16] [--resolution R] [--json]
 
 Random images and irregular masks at each preset's resolution (or --resolution); VGG16 and the face prior with random
@@ -78,7 +78,7 @@ def run_one(preset: str, batch: int, steps: int, device: str, mixed_precision: s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--presets", default="msl-prior-128,msl-tiny-128")
+    parser.add_argument("--presets", default="msl-tiny-128")
     parser.add_argument("--batch-size", default="8", help="one or more, comma-separated")
     parser.add_argument("--resolution", type=int, default=0, help="image side (default: each preset's own)")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON lines instead of a table")

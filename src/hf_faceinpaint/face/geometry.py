@@ -5,9 +5,9 @@ on the faces the models learned from (faces128: CelebA-aligned, LFW, CelebA/Hele
 which place the eyes at 36-56 % of the height and the mouth at 64-84 %. "Left" is the image's left (the person's
 right). The frame is mirror-symmetric about its vertical centre line, `AXIS`.
 
-Readers: `masks` (training and evaluation part boxes), `face.framing` (the detector's box, the eyes' row and band,
-the eye pair), `face.symmetry` (the face region), `face.exemplars` (the eye window and core), the prior refiner's
-training (its local regions) and the evaluation's part boxes. Provenance of each value: docs/face-pipeline.md.
+Readers: `masks` (training and evaluation part boxes, which `evaluate --mask-mode parts` draws), `face.framing` (the
+detector's box, the eyes' row and band, the eye pair), `face.symmetry` (the face region) and `face.exemplars` (the eye
+window and core). Provenance of each value: docs/face-pipeline.md.
 """
 
 from __future__ import annotations
@@ -27,10 +27,6 @@ class Box:
     def pixels(self, side: int) -> tuple[int, int, int, int]:
         """(top, bottom, left, right) in pixels of a frame of `side` pixels (rounded)."""
         return tuple(round(edge * side) for edge in (self.top, self.bottom, self.left, self.right))
-
-    def grown(self, margin: float) -> "Box":
-        """The box grown by `margin` (a fraction of the side) on every edge."""
-        return Box(self.top - margin, self.bottom + margin, self.left - margin, self.right + margin)
 
     @property
     def width(self) -> float:
@@ -84,6 +80,3 @@ EYE_PAIR_DISTANCE = 0.245
 #: without the brows: the fill's brows are firm already, and an exemplar's brow off the fill's own leaves a halo).
 EYE_WINDOW = Box(0.28, 0.60, 0.16, 0.84)
 EYE_CORE = Box(0.43, 0.55, 0.18, 0.82)
-
-#: The prior refiner's local regions: the eyes' and the mouth's boxes grown so that a whole eye or mouth is in view.
-LOCAL_REGIONS: dict[str, Box] = {part: PARTS[part].grown(0.06) for part in ("eyes", "mouth")}
