@@ -14,6 +14,8 @@ Limits (documented in README.md, "Demo app"):
 - `EDITOR_MAX_SIDE` (768 px): the painting canvas is the photo at most this size, so the browser encodes and
   sends small layers while painting (the photo itself reaches the server once, as uploaded); strokes are scaled up
   to the photo's size, conservatively, before inpainting.
+- A mask file may have the photo's shape at any scale up to the photo's own size (plus a pixel of rounding); a
+  larger one is refused from its header, before it is decoded.
 - `BRUSH_PERCENT` (4 %): the brush's default diameter, as a share of the photo's shorter side.
 - `HISTORY_LENGTH` (8): the results a session keeps to step back to (per session, never shared).
 """
@@ -52,6 +54,8 @@ CUSTOM = "custom"
 HOLE_CSS = "rgba(255, 46, 136, 0.8)"
 HOLE_RGBA = (255, 46, 136, 204)
 HOLE_PREVIEW_RGB = (255, 255, 255)
+# A mask file may be larger than the photo by this many pixels per side (the canvas rounds its sides to pixels).
+MASK_ROUNDING_PX = 1
 # Per-request folders older than this are removed when a new one is made.
 REQUEST_DIR_MAX_AGE_S = 3600.0
 
@@ -230,19 +234,52 @@ def read_photo(path: str | os.PathLike | None) -> tuple[Image.Image, str | None]
     return limit_size(image)
 
 
-def read_mask_file(path: str | os.PathLike, size: tuple[int, int]) -> np.ndarray:
+def photo_size(path: str | os.PathLike) -> tuple[int, int]:
+    """The (W, H) of a photo file as stored (before any downscaling), from its header alone."""
+    with Image.open(path) as img:
+        return img.size
+
+
+def oversized_mask(mask_size: tuple[int, int], photo: tuple[int, int]) -> str | None:
+    """Why a mask of `mask_size` cannot belong to a photo of (W, H) `photo` (as stored), or None: a mask may have any
+    scale of the photo's shape up to the photo's own size, plus `MASK_ROUNDING_PX` for the canvas's rounding. Either
+    may be stored turned by a quarter (EXIF orientation, which only decoding reveals in a PNG), so both ways fit."""
+    width, height = (limit + MASK_ROUNDING_PX for limit in photo)
+    if (mask_size[0] <= width and mask_size[1] <= height) or (mask_size[0] <= height and mask_size[1] <= width):
+        return None
+    return (
+        f"The mask file is {mask_size[0]}×{mask_size[1]} px, larger than the photo ({photo[0]}×{photo[1]} px); "
+        "upload a mask of the photo's size (or smaller, same shape), white = hole."
+    )
+
+
+def read_mask_file(
+    path: str | os.PathLike, size: tuple[int, int], photo: tuple[int, int] | None = None
+) -> np.ndarray:
     """Read an uploaded mask (white / non-zero / painted alpha = hole) and fit it to a (W, H) photo size.
 
-    The mask may have the photo's original size or any size of the same aspect ratio (e.g. before downscaling).
+    The mask may have the photo's original size or any size of the same aspect ratio (e.g. before downscaling), up
+    to the photo as uploaded: a larger one is refused from its header, before its pixels are decoded (a small PNG
+    can hold a huge mask), and the pixels are decoded under PIL's limit, as the photo's are.
+
+    Args:
+        path: The mask file.
+        size: The (W, H) the hole map is fitted to.
+        photo: The (W, H) of the photo as uploaded (default: `size`).
 
     Raises:
-        InputError: Unreadable file, an aspect ratio that does not match, or no hole pixel.
+        InputError: Unreadable file, a mask larger than the photo, an aspect ratio that does not match, or no hole
+            pixel.
     """
     try:
         with Image.open(path) as img:
+            if problem := oversized_mask(img.size, photo or size):
+                raise InputError(problem)
             img.load()
             picture = ImageOps.exif_transpose(img)
         hole = load_mask(picture, picture.size, max_hole_fraction=None)  # checked at the photo's size
+    except InputError:
+        raise
     except _READ_ERRORS as err:
         if "no hole pixels" in str(err):
             raise InputError(empty_mask_message()) from err
@@ -270,8 +307,8 @@ def fit_mask(mask: np.ndarray, size: tuple[int, int], what: str = "The painted m
     rounding = 0.5 * size[0] / width + 0.5  # the canvas side rounded to a whole pixel, scaled up to the photo
     if abs(height * size[0] / width - size[1]) > max(1.0, 0.01 * size[1], rounding):  # beyond it: another shape
         raise InputError(
-            f"{what} is {width}×{height} px but the photo is {size[0]}×{size[1]} px; "
-            "they must have the same shape. Upload the photo again and repaint."
+            f"{what} is {width}×{height} px but the photo is {size[0]}×{size[1]} px: another shape. A mask must "
+            "have the photo's aspect ratio (at the photo's size or scaled down), white = hole."
         )
     area = np.asarray(Image.fromarray(mask.astype(np.float32)).resize(tuple(size), Image.Resampling.BOX))
     return area > 0
@@ -375,7 +412,7 @@ def editor_value(
     layers = []
     if mask_path:
         try:
-            layers.append(mask_layer(read_mask_file(mask_path, shown.size)))
+            layers.append(mask_layer(read_mask_file(mask_path, shown.size, photo_size(photo_path))))
         except InputError as err:
             notices.append(f"{err} The mask file was not used.")
     return {"background": shown, "layers": layers, "composite": None}, notices
@@ -438,12 +475,13 @@ def job_from_files(image_path: str | os.PathLike | None, mask_path: str | os.Pat
     """A job from an image file and a mask file (white = hole), as the `/inpaint` API endpoint receives them.
 
     Raises:
-        InputError: Missing or unreadable files, a mask of another shape, empty or nearly full mask.
+        InputError: Missing or unreadable files, a mask larger than the photo or of another shape, empty or nearly
+            full mask.
     """
     image, notice = read_photo(image_path)
     if not mask_path:
-        raise InputError("Upload a mask image too (white = hole, same shape as the photo).")
-    mask = check_mask(read_mask_file(mask_path, image.size))
+        raise InputError("Upload a mask image too (white = hole, the photo's shape).")
+    mask = check_mask(read_mask_file(mask_path, image.size, photo_size(image_path)))
     return Job(image, mask, _stem(image_path), (notice,) if notice else ())
 
 

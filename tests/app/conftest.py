@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib.util
 import os
 import socket
-from collections.abc import Iterator
+import struct
+import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -46,3 +48,28 @@ def app_url(app_module: ModuleType, tmp_path_factory: pytest.TempPathFactory) ->
         yield f"http://127.0.0.1:{port}/"
     finally:
         demo.close()
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def write_palette_png(path: Path, side: int) -> Path:
+    """A black `side`² palette PNG with one white pixel, compressed row by row: a few hundred KB on disk whatever its
+    side (so writing it costs no memory), side² bytes and more once decoded."""
+    packer, rows = zlib.compressobj(9), []
+    for row in range(side):
+        line = bytearray(side + 1)  # filter byte 0, then one palette index per pixel
+        line[1] = 1 if row == 0 else 0
+        rows.append(packer.compress(bytes(line)))
+    rows.append(packer.flush())
+    header = struct.pack(">IIBBBBB", side, side, 8, 3, 0, 0, 0)  # 8-bit palette
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"PLTE", bytes([0] * 3 + [255] * 3))
+                     + _png_chunk(b"IDAT", b"".join(rows)) + _png_chunk(b"IEND", b""))
+    return path
+
+
+@pytest.fixture(scope="session")
+def palette_png() -> Callable[[Path, int], Path]:
+    """`write_palette_png`: a huge mask in a small file, as a hostile client sends it."""
+    return write_palette_png

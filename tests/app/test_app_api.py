@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -85,6 +86,40 @@ demo.close()
 
 
 @pytest.mark.slow
+def test_a_huge_mask_for_a_small_photo_is_refused_without_its_memory(
+    app_module: ModuleType, tmp_path: Path, palette_png: Callable[[Path, int], Path]
+) -> None:
+    Image.new("RGB", (64, 64), (180, 140, 120)).save(tmp_path / "photo.png")
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (20, 20, 40, 40))
+    mask.save(tmp_path / "mask.png")
+    palette_png(tmp_path / "huge.png", 13000)  # 165 KB on disk, 169 MB of palette indices decoded
+    code = f"""
+import importlib.util, warnings
+from pathlib import Path
+warnings.simplefilter("ignore")
+peak = lambda: int([line for line in open("/proc/self/status") if line.startswith("VmHWM")][0].split()[1]) * 1024
+spec = importlib.util.spec_from_file_location("app", {str(app_module.__file__)!r})
+app = importlib.util.module_from_spec(spec); spec.loader.exec_module(app)
+_, inpaint_files = app.make_handlers(Path({str(tmp_path / "out")!r}))
+photo = {str(tmp_path / "photo.png")!r}
+inpaint_files(photo, {str(tmp_path / "mask.png")!r}, "telea")  # a normal request
+normal = peak()
+try:
+    inpaint_files(photo, {str(tmp_path / "huge.png")!r}, "telea")
+except app.gr.Error as err:
+    print("refused:", err)
+print("extra", peak() - normal)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "GRADIO_TEMP_DIR": str(tmp_path / "gradio")})
+    assert done.returncode == 0, done.stderr
+    assert "The mask file is 13000×13000 px, larger than the photo (64×64 px)" in done.stdout
+    extra = int(done.stdout.split("extra")[-1].split()[0]) / 2**30
+    assert extra < 0.3, f"the huge mask's request peaked {extra:.2f} GiB above a normal request's"
+
+
+@pytest.mark.slow
 def test_the_default_results_folder_is_removed_at_exit(app_module: ModuleType, tmp_path: Path) -> None:
     code = (
         "import importlib.util, sys\n"
@@ -151,7 +186,7 @@ def test_a_photo_opens_in_the_editor_with_a_brush_sized_to_it(app_module: Module
 def test_a_mask_file_of_another_shape_is_refused_and_its_slot_emptied(app_module: ModuleType, tmp_path: Path) -> None:
     photo = {"path": str(example_image_path()), "name": "astronaut"}
     Image.new("L", (300, 100), 255).save(tmp_path / "wrong.png")
-    with pytest.warns(UserWarning, match="The mask file is 300×100 px but the photo is 512×512 px"):
+    with pytest.warns(UserWarning, match="The mask file is 300×100 px but the photo is 512×512 px: another shape"):
         shown, slot = app_module.apply_mask_file(photo, {"path": str(tmp_path / "wrong.png")})
     assert shown == app_module.gr.skip() and slot["value"] is None
     shown, slot = app_module.apply_mask_file(photo, {"path": str(example_mask_path())})

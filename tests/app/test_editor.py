@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import huggingface_hub
 import numpy as np
 import pytest
-from PIL import Image, ImageCms
+from PIL import Image, ImageCms, ImageFile
 
 from hf_faceinpaint import editor
 from hf_faceinpaint.models import registry
@@ -102,7 +103,7 @@ def test_fit_mask_scales_conservatively_and_refuses_other_shapes() -> None:
     fine[9, 15] = True  # one pixel still marks the coarser pixel that holds it
     assert editor.fit_mask(fine, (20, 10))[4, 7]
     assert editor.fit_mask(fine, (40, 20)) is fine
-    with pytest.raises(editor.InputError, match="same shape"):
+    with pytest.raises(editor.InputError, match="is 40×20 px but the photo is 40×40 px: another shape"):
         editor.fit_mask(fine, (40, 40))
     thin = np.ones((2, 2048), bool)  # 4096×3 shown at 2048×2 (rounded): still the same shape
     assert editor.fit_mask(thin, (4096, 3)).all()
@@ -157,11 +158,30 @@ def test_read_mask_file_fits_and_messages(tmp_path: Path) -> None:
     assert hole.shape == (48, 64) and hole.sum() == 64
     with pytest.raises(editor.InputError, match="The mask is empty"):
         editor.read_mask_file(_mask_file(tmp_path, (64, 48), None, "empty.png"), (64, 48))
-    with pytest.raises(editor.InputError, match="same shape"):
+    with pytest.raises(editor.InputError, match="another shape. A mask must have the photo's aspect ratio"):
         editor.read_mask_file(_mask_file(tmp_path, (48, 48), (0, 0, 4, 4), "square.png"), (64, 48))
     (tmp_path / "bad.png").write_bytes(b"\x89PNG broken")
     with pytest.raises(editor.InputError, match="The mask bad.png could not be read"):
         editor.read_mask_file(tmp_path / "bad.png", (64, 48))
+
+
+def test_a_mask_larger_than_the_photo_is_refused_before_it_is_decoded(
+    tmp_path: Path, palette_png: Callable[[Path, int], Path]
+) -> None:
+    photo = _photo(tmp_path, (64, 64))
+    huge = palette_png(tmp_path / "huge.png", 4000)
+    decoded: list[Image.Image] = []
+    original_load = ImageFile.ImageFile.load
+    with pytest.MonkeyPatch.context() as patch:  # record any decode of the mask's pixels
+        patch.setattr(ImageFile.ImageFile, "load", lambda image: decoded.append(image) or original_load(image))
+        with pytest.raises(editor.InputError, match=r"The mask file is 4000×4000 px, larger than the photo \(64×64"):
+            editor.job_from_files(photo, huge)
+    assert not [image for image in decoded if image.size == (4000, 4000)]
+    # the photo's own size plus a pixel of rounding passes; a mask for the photo as uploaded (before the 4096 px
+    # downscale) passes too
+    assert editor.oversized_mask((65, 65), (64, 64)) is None and editor.oversized_mask((66, 64), (64, 64))
+    value, notices = editor.editor_value(photo, huge)
+    assert value is not None and value["layers"] == [] and "larger than the photo" in notices[0]
 
 
 def test_editor_value_puts_the_mask_file_on_a_layer(tmp_path: Path) -> None:
