@@ -16,7 +16,7 @@ import contextlib
 import ctypes
 import os
 import shutil
-import tempfile
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -270,13 +270,14 @@ def build_app(out_root: Path | None = None, policy: editor.MethodPolicy = editor
     the result beside it on wide screens (below it on narrow ones); options and examples further down.
 
     Args:
-        out_root: Folder for the per-request output folders (default: a new temporary folder, removed at exit).
+        out_root: Folder for the per-request output folders (default: a new temporary folder of this process,
+            removed at exit; those of earlier runs that have ended are removed first).
         policy: The methods requests may run (default: the installation's own; see `--allow-model`).
     """
     return_large_buffers_to_the_system()
     editor.load_method(editor.default_method())
     if out_root is None:
-        out_root = Path(tempfile.mkdtemp(prefix="hf-faceinpaint-app-"))
+        out_root = editor.app_output_root()
         atexit.register(shutil.rmtree, out_root, ignore_errors=True)  # the results go when the server stops
         print(f"results are written under {out_root} (removed at exit)")
     inpaint_sketch, inpaint_files = make_handlers(out_root, policy)
@@ -400,7 +401,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-if __name__ == "__main__":
-    args = parse_args()
+def serve(argv: list[str] | None = None) -> None:
+    """Run the server until Ctrl-C or SIGTERM (what systemd, Docker and Spaces send): SIGTERM stops it as Ctrl-C
+    does (Gradio closes the server), so the exit handlers remove this run's results folder in both cases."""
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     policy = editor.MethodPolicy(tuple(args.allow_model), args.allow_any_model)
     build_app(policy=policy).launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_UPLOAD)
+
+
+if __name__ == "__main__":
+    serve()

@@ -18,14 +18,18 @@ Limits (documented in README.md, "Demo app"):
   larger one is refused from its header, before it is decoded.
 - `BRUSH_PERCENT` (4 %): the brush's default diameter, as a share of the photo's shorter side.
 - `HISTORY_LENGTH` (8): the results a session keeps to step back to (per session, never shared).
+- Each server writes its request folders under one folder of its own, `APP_DIR_PREFIX` + its process id; a new
+  server removes the folders of earlier servers whose process has ended (`remove_dead_runs`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
 import shutil
+import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -58,6 +62,8 @@ HOLE_PREVIEW_RGB = (255, 255, 255)
 MASK_ROUNDING_PX = 1
 # Per-request folders older than this are removed when a new one is made.
 REQUEST_DIR_MAX_AGE_S = 3600.0
+# A server's own folder for its request folders: this prefix, its process id, a dash, random characters.
+APP_DIR_PREFIX = "hf-faceinpaint-app-"
 
 _READ_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 _LOAD_ERRORS = (OSError, ValueError, CheckpointError)
@@ -503,6 +509,42 @@ def new_request_dir(root: str | os.PathLike, max_age_s: float = REQUEST_DIR_MAX_
     folder = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(6)}"
     folder.mkdir()
     return folder
+
+
+def app_output_root(parent: str | os.PathLike | None = None) -> Path:
+    """A new folder (under `parent`, default the system's temporary folder) for one server's request folders,
+    named after this process (`APP_DIR_PREFIX` + pid), after removing those of earlier servers that have ended."""
+    remove_dead_runs(parent)
+    return Path(tempfile.mkdtemp(prefix=f"{APP_DIR_PREFIX}{os.getpid()}-", dir=parent))
+
+
+def remove_dead_runs(parent: str | os.PathLike | None = None) -> list[Path]:
+    """Remove the output folders of earlier servers (`app_output_root`) whose process is no longer running, as one
+    stopped by SIGKILL or a crash leaves them; folders of running servers, and other users' folders, are kept.
+
+    Returns:
+        The folders removed.
+    """
+    removed = []
+    for folder in Path(parent or tempfile.gettempdir()).glob(f"{APP_DIR_PREFIX}*"):
+        owner = re.match(r"(\d+)-", folder.name[len(APP_DIR_PREFIX):])
+        with contextlib.suppress(OSError):  # gone meanwhile, or not ours to look at
+            mine = folder.is_dir() and not folder.is_symlink() and folder.stat().st_uid == os.getuid()
+            if mine and owner and not _running(int(owner.group(1))):
+                shutil.rmtree(folder)
+                removed.append(folder)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    """Whether a process with this id exists (another user's counts; a reused id counts too: kept until later)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        pass
+    return True
 
 
 def _slug(spec: str) -> str:

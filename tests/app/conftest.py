@@ -35,6 +35,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.fixture
+def port() -> int:
+    """A free TCP port on 127.0.0.1 (`free_port`)."""
+    return free_port()
+
+
 @pytest.fixture(scope="session")
 def app_url(app_module: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The demo served on 127.0.0.1 for this test session (closed at the end); its URL."""

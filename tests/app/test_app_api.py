@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -120,19 +121,29 @@ print("extra", peak() - normal)
 
 
 @pytest.mark.slow
-def test_the_default_results_folder_is_removed_at_exit(app_module: ModuleType, tmp_path: Path) -> None:
-    code = (
-        "import importlib.util, sys\n"
-        f"spec = importlib.util.spec_from_file_location('app', {str(app_module.__file__)!r})\n"
-        "app = importlib.util.module_from_spec(spec); spec.loader.exec_module(app)\n"
-        "app.build_app()\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "TMPDIR": str(tmp_path)})
-    assert done.returncode == 0, done.stderr
-    (line,) = [line for line in done.stdout.splitlines() if line.startswith("results are written under ")]
-    folder = Path(line.removeprefix("results are written under ").removesuffix(" (removed at exit)"))
-    assert folder.parent == tmp_path and not folder.exists()
+def test_sigterm_stops_the_server_and_removes_its_results(app_module: ModuleType, tmp_path: Path, port: int) -> None:
+    from gradio_client import Client, handle_file
+
+    env = {**os.environ, "TMPDIR": str(tmp_path), "GRADIO_TEMP_DIR": str(tmp_path / "gradio"),
+           "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+    server = subprocess.Popen([sys.executable, app_module.__file__, "--port", str(port)], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        lines = []
+        while not any(f":{port}" in line for line in lines):  # Gradio names its URL once it serves
+            lines.append(server.stdout.readline())
+            assert lines[-1], "".join(lines)
+        (folder,) = [Path(line.split(" under ")[1].split(" (")[0]) for line in lines if "results are written" in line]
+        Client(f"http://127.0.0.1:{port}/", verbose=False).predict(
+            handle_file(str(example_image_path())), handle_file(str(example_mask_path())), "telea", api_name="/inpaint"
+        )
+        assert any(folder.iterdir())  # the request's folder, with the photo's result
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+    finally:
+        server.kill()
+        server.wait()
+    assert not folder.exists() and not list(tmp_path.glob(f"{editor.APP_DIR_PREFIX}*")), server.stdout.read()
 
 
 def test_the_api_refuses_methods_the_operator_did_not_allow(

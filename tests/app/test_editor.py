@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -324,6 +326,20 @@ def test_job_messages(tmp_path: Path) -> None:
         editor.job_from_files(photo, _mask_file(tmp_path, (64, 48), (0, 0, 64, 48)))
     with pytest.raises(editor.InputError, match="Upload a photo first"):
         editor.job_from_sketch(None, None)
+
+
+def test_a_new_server_removes_the_folders_of_servers_that_have_ended(tmp_path: Path) -> None:
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = tmp_path / f"{editor.APP_DIR_PREFIX}{int(ended.stdout)}-abc"
+    (dead / "20260101-000000-0123").mkdir(parents=True)
+    (dead / "20260101-000000-0123" / "photo.png").write_bytes(b"x")
+    alive = tmp_path / f"{editor.APP_DIR_PREFIX}{os.getppid()}-def"  # pytest's parent: running
+    unnamed, other = tmp_path / f"{editor.APP_DIR_PREFIX}xyz", tmp_path / "unrelated-123-abc"
+    for folder in (alive, unnamed, other):
+        folder.mkdir()
+    root = editor.app_output_root(tmp_path)
+    assert root.name.startswith(f"{editor.APP_DIR_PREFIX}{os.getpid()}-") and root.is_dir()
+    assert not dead.exists() and alive.is_dir() and unnamed.is_dir() and other.is_dir()
 
 
 def test_request_dirs_are_fresh_and_old_ones_are_removed(tmp_path: Path) -> None:
