@@ -48,7 +48,7 @@ def app_url(app_module: ModuleType, tmp_path_factory: pytest.TempPathFactory) ->
     port = free_port()
     demo.launch(
         server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-        max_file_size=app_module.MAX_UPLOAD,
+        **app_module.LAUNCH_OPTIONS,
     )
     try:
         yield f"http://127.0.0.1:{port}/"
