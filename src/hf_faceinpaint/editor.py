@@ -4,7 +4,7 @@ extraction from the image editor, size limits, and running one inpainting reques
 Nothing here imports Gradio. User-facing problems raise `InputError` with a message meant to be shown as is;
 non-fatal notices (a downscaled photo, the missing default model) are returned as plain strings.
 
-Limits (documented in README.md, "Demo app"):
+Limits (documented in docs/app.md):
 
 - `MAX_SIDE` (4096 px): a photo whose longer side exceeds it is downscaled (Lanczos) to that size before anything
   else, with a notice; the result has the downscaled size.
