@@ -1,5 +1,6 @@
 """Everything the Gradio demo (`app.py`) needs except the UI: method list, model loading, input checks, mask
-extraction from the image editor, size limits, and running one inpainting request into its own folder.
+extraction from the painting canvas's strokes, size limits, the app's folders, and running one inpainting request into
+its own folder.
 
 Nothing here imports Gradio. User-facing problems raise `InputError` with a message meant to be shown as is;
 non-fatal notices (a downscaled photo, the missing default model) are returned as plain strings.

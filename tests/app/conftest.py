@@ -70,8 +70,8 @@ def write_palette_png(path: Path, side: int) -> Path:
         rows.append(packer.compress(bytes(line)))
     rows.append(packer.flush())
     header = struct.pack(">IIBBBBB", side, side, 8, 3, 0, 0, 0)  # 8-bit palette
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"PLTE", bytes([0] * 3 + [255] * 3))
-                     + _png_chunk(b"IDAT", b"".join(rows)) + _png_chunk(b"IEND", b""))
+    chunks = [(b"IHDR", header), (b"PLTE", bytes([0] * 3 + [255] * 3)), (b"IDAT", b"".join(rows)), (b"IEND", b"")]
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"".join(_png_chunk(kind, data) for kind, data in chunks))
     return path
 
 

@@ -82,7 +82,8 @@ function moveRing(event) {
   const box = layer.getBoundingClientRect();
   const across = (2 * radius() * box.width) / layer.width;
   ring.style.width = ring.style.height = `${across}px`;
-  ring.style.transform = `translate(${event.clientX - box.left - across / 2}px, ${event.clientY - box.top - across / 2}px)`;
+  const [left, top] = [event.clientX - box.left - across / 2, event.clientY - box.top - across / 2];
+  ring.style.transform = `translate(${left}px, ${top}px)`;
   ring.hidden = event.pointerType !== "mouse";
 }
 
