@@ -2,7 +2,15 @@
 
 Run `python app.py` (127.0.0.1:7860; --host / --port / --share; --allow-model PATH_OR_ID, repeatable, or
 --allow-any-model to let requests load other checkpoints), or use this file as a Hugging Face Space's
-`app_file` (see space/README.md). This file holds the UI only; the logic is in `hf_faceinpaint.editor`.
+`app_file` (see space/README.md); Ctrl-C and SIGTERM both stop it and remove its results. This file holds the UI
+only; the logic is in `hf_faceinpaint.editor`, the painting canvas's script and the page's CSS in
+`hf_faceinpaint/assets` (painter.js, app.css). User documentation: docs/app.md.
+
+The painting canvas is the page's own (a `gr.HTML` with a script), not `gr.ImageEditor`: Gradio's page reads an
+image editor's value (encoding and uploading its layers as PNGs) before every update of its props or progress,
+and applies those updates in the order the reads finish, so a stale "processing" overlay could land after the
+request had ended and block the editor (issue 49). The canvas here sends nothing while painting; the Inpaint
+click sends its strokes once, as one PNG layer, and the photo is already on the server.
 
 Endpoints: `/inpaint` (image file, mask file with white = hole, method name) -> result image, for
 `gradio_client`; the page's own events are private.
@@ -16,9 +24,10 @@ import contextlib
 import ctypes
 import os
 import shutil
-import tempfile
+import signal
 import time
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -34,45 +43,59 @@ MAX_UPLOAD = "50mb"
 # Gradio's cache (uploads, results) is swept every hour of files older than six hours.
 CACHE_SWEEP = (3600, 6 * 3600)
 
-INTRO = f"""
+ASSETS = resources.files("hf_faceinpaint") / "assets"
+# What every launch of the page passes to `demo.launch` (server, tests, benchmarks).
+LAUNCH_OPTIONS = {"max_file_size": MAX_UPLOAD, "css": (ASSETS / "app.css").read_text(encoding="utf-8")}
+
+INTRO = """
 # Face inpainting
 Drop, paste or pick a face photo, paint over what should go, press **Inpaint**. Pixels outside the strokes stay
-exactly as they were. Shortcuts: `[` / `]` brush size, Ctrl+Z / Ctrl+Shift+Z undo / redo.
+exactly as they were.
 """
 
 DROP_LABEL = f"Photo: drop, paste or click to upload (JPEG, PNG or WebP; over {editor.MAX_SIDE} px it is downscaled)"
-EDITOR_LABEL = "Paint over what to fill"
 EDITOR_HEIGHT = 520
-BRUSH_LABEL = "Brush size, % of the photo's shorter side ([ / ] keys)"
 
-# Keyboard shortcuts, installed once when the page loads: [ and ] step the brush-size slider (its change event then
-# resizes the brush), Ctrl+Z / Ctrl+Shift+Z (or Ctrl+Y) press the editor's own undo / redo buttons. Keys typed into
-# a text field are left alone.
-SHORTCUTS_JS = """
-() => {
-  const press = (label) => document.querySelector(`#editor button[aria-label="${label}"]`)?.click();
-  document.addEventListener("keydown", (event) => {
-    if (event.target.closest("input, textarea, select, [contenteditable=true]")) return;
-    const ctrl = event.ctrlKey || event.metaKey;
-    if (ctrl && event.key.toLowerCase() === "z") {
-      press(event.shiftKey ? "Redo" : "Undo");
-    } else if (ctrl && event.key.toLowerCase() === "y") {
-      press("Redo");
-    } else if (!ctrl && (event.key === "[" || event.key === "]")) {
-      const input = document.querySelector("#brush-size input[type=number]");
-      if (!input) return;
-      const value = Math.min(+input.max, Math.max(+input.min, +input.value + (event.key === "]" ? 1 : -1)));
-      input.value = value;
-      input.dispatchEvent(new Event("input", { bubbles: true }));
-      input.dispatchEvent(new Event("change", { bubbles: true }));
-      input.dispatchEvent(new Event("blur"));
-    } else {
-      return;
-    }
-    event.preventDefault();
-  });
+# The painting canvas (its script: assets/painter.js): tools above the photo, never over it.
+PAINTER_HTML = f"""
+<div class="painter" data-state="empty" data-hole="{','.join(map(str, editor.HOLE_RGBA[:3]))}"
+     style="--editor-height: {EDITOR_HEIGHT}px">
+  <div class="tools" role="toolbar" aria-label="Painting tools">
+    <button type="button" data-tool="brush" aria-pressed="true">Brush</button>
+    <button type="button" data-tool="eraser" aria-pressed="false">Eraser</button>
+    <button type="button" data-action="undo" aria-label="Undo" title="Undo (Ctrl+Z)" disabled>↶ Undo</button>
+    <button type="button" data-action="redo" aria-label="Redo" title="Redo (Ctrl+Shift+Z)" disabled>↷ Redo</button>
+    <button type="button" data-action="clear" id="clear-strokes">Clear strokes</button>
+    <label class="brush-size" title="[ / ] keys">Size
+      <input id="brush-size" type="range" min="1" max="20" step="1" value="{editor.BRUSH_PERCENT:g}"
+             aria-label="Brush size, % of the photo's shorter side">
+      <output>{editor.BRUSH_PERCENT:g} %</output>
+    </label>
+  </div>
+  <div class="stage">
+    <img class="photo" alt="The photo">
+    <canvas class="strokes" width="1" height="1" aria-label="Paint over what to fill"></canvas>
+    <div class="ring" hidden></div>
+  </div>
+  <p class="hint">Paint over what to fill. Brush size: [ / ] keys (% of the photo's shorter side); undo / redo:
+    Ctrl+Z / Ctrl+Shift+Z.</p>
+</div>
+"""
+
+# Inpaint pressed: mark the button busy at once, and send the strokes layer (a PNG) in place of the canvas's value.
+INPAINT_JS = """
+(photo, painted, ...rest) => {
+  document.querySelector("#inpaint")?.setAttribute("data-busy", "");
+  const layer = document.querySelector("#editor .painter[data-state=ready] canvas.strokes");
+  return [photo, layer ? layer.toDataURL("image/png") : "", ...rest];
 }
 """
+# The answer arrived: the button is free again; a result is brought into view (on a phone it is below the canvas).
+IDLE_JS = """() => { document.querySelector("#inpaint")?.removeAttribute("data-busy"); }"""
+SHOW_RESULT_JS = """() => {
+  document.querySelector("#inpaint")?.removeAttribute("data-busy");
+  document.querySelector("#result")?.scrollIntoView({ block: "nearest", behavior: "smooth" });
+}"""
 
 
 def _notify(notices: list[str] | tuple[str, ...]) -> None:
@@ -86,90 +109,80 @@ def _upload_path(value: str | dict[str, Any] | None) -> str | None:
     return value.get("path") if isinstance(value, dict) else value
 
 
-def _brush(canvas: tuple[int, int] | None, percent: float) -> gr.Brush:
-    """The editor's brush: one translucent colour, `percent` % of the canvas's shorter side across."""
-    radius = editor.brush_radius(canvas, percent) if canvas else 10
-    return gr.Brush(colors=[editor.HOLE_CSS], color_mode="fixed", default_size=radius)
+def _show(photo: dict[str, Any], view: dict[str, Any]) -> dict[str, Any]:
+    """The painting canvas's update that shows a scene (`editor.scene`); records its size in the session's photo."""
+    photo["canvas"] = (view["width"], view["height"])
+    return gr.update(visible=True, scene=view)
 
 
-def _show(photo: dict[str, Any], value: dict[str, Any], percent: float) -> dict[str, Any]:
-    """The editor update that shows an editor value (photo and layers) with the brush sized to it."""
-    photo["canvas"] = value["background"].size
-    return gr.update(value=value, visible=True, brush=_brush(photo["canvas"], percent))
+def no_result() -> tuple[Any, ...]:
+    """Updates that empty the result panel: slider, download, masked input, comparison, summary, the result that
+    "Edit this result" opens, and that button."""
+    return (
+        None, gr.update(value=None, interactive=False), None, gr.update(value=None, visible=False), "", None,
+        gr.update(interactive=False),
+    )
 
 
-def open_photo(
-    upload: str | dict[str, Any] | None, mask_file: str | dict[str, Any] | None, percent: float
-) -> tuple[Any, ...]:
-    """Check a newly chosen photo and open it (with the mask file as painted strokes) in the editor, in place of the
-    drop zone. Runs without Gradio's preprocessing, so a file that is not an image reaches the check (and its
-    message). Returns updates for the drop zone, the editor and the mask slot, and the session's photo.
+def open_photo(upload: str | dict[str, Any] | None, mask_file: str | dict[str, Any] | None) -> tuple[Any, ...]:
+    """Check a newly chosen photo and open it (with the mask file as strokes) on the painting canvas, in place of the
+    drop zone; the previous photo's result goes. Runs without Gradio's preprocessing, so a file that is not an image
+    reaches the check (and its message). Returns updates for the drop zone, the canvas, the mask slot and the
+    session's photo, then `no_result()`.
     """
     path = _upload_path(upload)
     if path is None:  # the drop zone was cleared (by "New photo")
-        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return (gr.skip(),) * (4 + len(no_result()))
     try:
-        value, notices = editor.editor_value(path, _upload_path(mask_file))
+        view, notices = editor.scene(path, _upload_path(mask_file))
     except editor.InputError as err:
         gr.Warning(str(err))
-        return gr.update(value=None), gr.update(visible=False), gr.skip(), None
+        return (gr.update(value=None), gr.update(visible=False, scene=None), gr.skip(), None, *no_result())
     _notify(notices)
     photo = {"path": path, "name": Path(path).stem}
     mask_update = gr.update(value=None) if notices and "mask file" in notices[-1] else gr.skip()
-    return gr.update(visible=False), _show(photo, value, percent), mask_update, photo
+    return (gr.update(visible=False), _show(photo, view), mask_update, photo, *no_result())
 
 
 def apply_mask_file(photo: dict[str, Any] | None, mask_file: str | dict[str, Any] | None) -> tuple[Any, Any]:
-    """Draw an uploaded mask file into the editor as its strokes; a mask that does not fit is refused and its slot
-    emptied. Returns updates for the editor and the mask slot."""
+    """Draw an uploaded mask file onto the canvas as its strokes; a mask that does not fit is refused and its slot
+    emptied. Returns updates for the canvas and the mask slot."""
     path = _upload_path(mask_file)
     if photo is None or path is None:
         if photo is None:
             gr.Warning("Open a photo first; then upload its mask.")
         return gr.skip(), gr.update(value=None)
-    value, notices = editor.editor_value(photo["path"], path)
+    view, notices = editor.scene(photo["path"], path)
     _notify(notices)
     if notices and "mask file" in notices[-1]:
         return gr.skip(), gr.update(value=None)
-    return gr.update(value=value), gr.skip()
+    return _show(photo, view), gr.skip()
 
 
-def clear_strokes(photo: dict[str, Any] | None) -> Any:
-    """The editor with the photo and no strokes (the toolbar's clear button and "Clear strokes" both come here)."""
-    if photo is None:
-        return gr.skip()
-    value, _ = editor.editor_value(photo["path"], None)
-    return gr.update(value=value)
+def new_photo() -> tuple[Any, ...]:
+    """Back to an empty drop zone: updates for the drop zone, the canvas and the session's photo, then
+    `no_result()` (the session's history stays)."""
+    return (gr.update(value=None, visible=True), gr.update(visible=False, scene=None), None, *no_result())
 
 
-def resize_brush(photo: dict[str, Any] | None, percent: float) -> Any:
-    """The editor's brush at `percent` % of the photo's shorter side."""
-    return gr.update(brush=_brush(photo.get("canvas") if photo else None, percent))
+def edit_again(path: str | None, photo: dict[str, Any] | None) -> tuple[Any, Any]:
+    """Open a result (of this session) on the canvas as the new photo, keeping the original's file name.
 
-
-def new_photo() -> tuple[Any, Any, None]:
-    """Back to an empty drop zone: updates for the drop zone and the editor, and no session photo."""
-    return gr.update(value=None, visible=True), gr.update(value=None, visible=False), None
-
-
-def edit_again(path: str | None, photo: dict[str, Any] | None, percent: float) -> tuple[Any, Any]:
-    """Open a result (of this session) in the editor as the new photo, keeping the original's file name.
-
-    Returns updates for the editor and the session's photo.
+    Returns updates for the canvas and the session's photo.
     """
     if not path or not Path(path).is_file():
         gr.Warning("That result is no longer on the server (results are kept for an hour); inpaint again.")
         return gr.skip(), gr.skip()
-    value, _ = editor.editor_value(path, None)
+    view, _ = editor.scene(path, None)
     again = {"path": path, "name": (photo or {}).get("name") or Path(path).stem}
-    return _show(again, value, percent), again
+    return _show(again, view), again
 
 
 def edit_from_history(
-    history: list[tuple[str, str]], photo: dict[str, Any] | None, percent: float, event: gr.SelectData
+    history: list[tuple[str, str]], photo: dict[str, Any] | None, event: gr.SelectData
 ) -> tuple[Any, Any]:
-    """Open the history entry the user clicked in the editor (see `edit_again`)."""
-    return edit_again(history[event.index][0] if event.index < len(history) else None, photo, percent)
+    """Open the history entry the user clicked on the canvas (see `edit_again`)."""
+    return edit_again(history[event.index][0] if event.index < len(history) else None, photo)
 
 
 def toggle_checkpoint(method: str) -> dict[str, Any]:
@@ -207,20 +220,23 @@ def make_handlers(
 
     def inpaint_sketch(
         photo: dict[str, Any] | None,
-        painted: dict[str, Any] | None,
+        strokes: str | None,
         method: str,
         checkpoint: str,
         compare: str,
         history: list[tuple[str, str]],
         progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's way to ask for a progress tracker)
     ) -> tuple[Any, ...]:
-        """Inpaint the painted strokes. Returns the slider, download, masked input, comparison, summary, the
-        session's history (state and gallery) and the result the "edit this result" button opens."""
+        """Inpaint the strokes (the canvas's strokes layer, a PNG data URL, which the page sends in place of the
+        canvas's value). Returns the slider, download, masked input, comparison, summary, the session's history
+        (state and gallery), the result that "Edit this result" opens and that button. A downscaled photo's notice
+        was shown when it opened, and is not repeated."""
         sweep_empty_uploads(Path(gr.utils.get_upload_folder()))
         try:
-            job = editor.job_from_sketch(photo and photo["path"], painted, photo and photo["name"])
+            job = editor.job_from_sketch(
+                photo and photo["path"], strokes, photo and photo.get("canvas"), photo and photo["name"]
+            )
             specs = editor.resolve_methods(method, checkpoint, compare, policy)
-            _notify(job.notices)
             outputs = editor.run_request(
                 job, specs, editor.new_request_dir(out_root), lambda done, text: progress(done, desc=text)
             )
@@ -232,7 +248,7 @@ def make_handlers(
             value=other, label=f"Result: {editor.method_label(specs[-1])}", visible=other is not None
         )
         download = gr.update(value=result, interactive=True)
-        history = editor.with_result(history, result, editor.method_label(specs[0]))
+        history = editor.with_result(history, result, editor.history_caption(job.name, specs[0]))
         return (
             (str(outputs.before), result), download, str(outputs.masked), comparison, outputs.summary,
             history, history, result, gr.update(interactive=True),
@@ -251,32 +267,31 @@ def make_handlers(
     return inpaint_sketch, inpaint_files
 
 
-def sketch_editor() -> gr.ImageEditor:
-    """The painting canvas: the photo the server sent (never uploaded from here), a fixed translucent brush sized to
-    the photo, eraser, undo / redo; hidden until a photo is open."""
-    return gr.ImageEditor(
-        label=EDITOR_LABEL,
-        type="numpy", image_mode="RGBA", format="png", sources=[], transforms=[], layers=False,
-        brush=_brush(None, editor.BRUSH_PERCENT), eraser=gr.Eraser(),
-        # an initial canvas smaller than any photo: a larger one offsets the mask layers the server sends
-        canvas_size=(64, 64), height=EDITOR_HEIGHT, visible=False, elem_id="editor",
+def painting_canvas() -> gr.HTML:
+    """The painting canvas (`PAINTER_HTML`, assets/painter.js): the photo the server sent as its `scene`, strokes
+    painted over it in the browser; hidden until a photo is open."""
+    return gr.HTML(
+        "", html_template=PAINTER_HTML, js_on_load=(ASSETS / "painter.js").read_text(encoding="utf-8"),
+        apply_default_css=False, visible=False, elem_id="editor", scene=None,
     )
 
 
 def build_app(out_root: Path | None = None, policy: editor.MethodPolicy = editor.OWN_METHODS) -> gr.Blocks:
-    """Build the demo; the default method is loaded here, once (`load_model` keeps it for all requests).
+    """Build the demo; the default method is loaded here, once (`load_model` keeps it for all requests). Launch it
+    with `LAUNCH_OPTIONS`.
 
-    Layout: the editor (where the photo is dropped, then painted) with the method and Inpaint right under it, and
+    Layout: the drop zone, then in its place the painting canvas, with the method and Inpaint right under it, and
     the result beside it on wide screens (below it on narrow ones); options and examples further down.
 
     Args:
-        out_root: Folder for the per-request output folders (default: a new temporary folder, removed at exit).
+        out_root: Folder for the per-request output folders (default: a new temporary folder of this process,
+            removed at exit; those of earlier runs that have ended are removed first).
         policy: The methods requests may run (default: the installation's own; see `--allow-model`).
     """
     return_large_buffers_to_the_system()
     editor.load_method(editor.default_method())
     if out_root is None:
-        out_root = Path(tempfile.mkdtemp(prefix="hf-faceinpaint-app-"))
+        out_root = editor.app_output_root()
         atexit.register(shutil.rmtree, out_root, ignore_errors=True)  # the results go when the server stops
         print(f"results are written under {out_root} (removed at exit)")
     inpaint_sketch, inpaint_files = make_handlers(out_root, policy)
@@ -288,7 +303,7 @@ def build_app(out_root: Path | None = None, policy: editor.MethodPolicy = editor
         if editor.default_model_notice():
             gr.Markdown(f"⚠️ {editor.default_model_notice()}", elem_id="model-notice")
         photo = gr.State(None)  # the session's photo on the server: {"path", "name", "canvas": (W, H)}
-        history = gr.State([])  # this session's results, newest first: [(path, method label)]
+        history = gr.State([])  # this session's results, newest first: [(path, caption)]
         last_result = gr.State(None)
         with gr.Row():
             with gr.Column(scale=1, min_width=340):
@@ -296,34 +311,32 @@ def build_app(out_root: Path | None = None, policy: editor.MethodPolicy = editor
                     label=DROP_LABEL, type="filepath", image_mode=None, sources=["upload", "clipboard"],
                     height=EDITOR_HEIGHT, elem_id="photo",
                 )
-                painted = sketch_editor()
+                painted = painting_canvas()
                 with gr.Row(equal_height=True):
                     method = gr.Dropdown(
                         method_choices, value=editor.default_method(), show_label=False, scale=2, min_width=160,
                         elem_id="method",
                     )
                     run = gr.Button("Inpaint", variant="primary", scale=1, min_width=120, elem_id="inpaint")
-                with gr.Row():
-                    brush = gr.Slider(
-                        1, 20, value=editor.BRUSH_PERCENT, step=1, label=BRUSH_LABEL, scale=3, min_width=200,
-                        elem_id="brush-size",
-                    )
-                    with gr.Column(scale=1, min_width=120):
-                        clear = gr.Button("Clear strokes", size="sm", elem_id="clear-strokes")
-                        another = gr.Button("New photo", size="sm", elem_id="new-photo")
+                another = gr.Button("New photo", size="sm", elem_id="new-photo")
             with gr.Column(scale=1, min_width=340):
-                before_after = gr.ImageSlider(
-                    label="Before | after (drag the slider)", type="filepath", format="png", slider_position=30,
-                    height=EDITOR_HEIGHT, max_height=EDITOR_HEIGHT, elem_id="result",
-                )
+                with gr.Row(equal_height=True):
+                    before_after = gr.ImageSlider(
+                        label="Before | after (drag the slider)", type="filepath", format="png", slider_position=30,
+                        height=EDITOR_HEIGHT, max_height=EDITOR_HEIGHT, elem_id="result",
+                    )
+                    comparison = gr.Image(
+                        label="Comparison", type="filepath", format="png", visible=False, height=EDITOR_HEIGHT,
+                        elem_id="comparison",
+                    )
                 summary = gr.Markdown(elem_id="summary")
                 with gr.Row():
                     download = gr.DownloadButton("Download PNG", interactive=False, elem_id="download")
                     reuse = gr.Button("Edit this result", interactive=False, elem_id="edit-result")
+                gr.Markdown("This session's results: click one to edit it again.", elem_id="history-label")
                 gallery = gr.Gallery(
-                    label="This session's results: click one to edit it again", columns=editor.HISTORY_LENGTH,
-                    height=110, allow_preview=False, interactive=False, fit_columns=False, object_fit="cover",
-                    elem_id="history",
+                    show_label=False, columns=5, height=140, allow_preview=False, interactive=False, fit_columns=False,
+                    object_fit="cover", elem_id="history",
                 )
         with gr.Accordion("More: compare two methods, upload a mask, see what the method received", open=False):
             with gr.Row():
@@ -337,35 +350,33 @@ def build_app(out_root: Path | None = None, policy: editor.MethodPolicy = editor
                         label="Mask image (white = hole): replaces the strokes", type="filepath", image_mode=None,
                         sources=["upload"], height=160, elem_id="mask-file",
                     )
-                comparison = gr.Image(
-                    label="Comparison", type="filepath", format="png", visible=False, scale=1, elem_id="comparison"
-                )
                 masked = gr.Image(
                     label="Masked input the method received (white = hole)", type="filepath", format="png", scale=1,
                     elem_id="masked",
                 )
         gr.Examples(
             [[str(example_image_path()), str(example_mask_path())], [str(example_image_path()), None]],
-            inputs=[drop, mask_file], label="Example: NASA portrait (public domain), with or without a mask",
+            inputs=[drop, mask_file], label="Example: NASA portrait (public domain)",
+            example_labels=["Astronaut, with a mask", "Astronaut, no mask"], elem_id="examples",
         )
 
+        result = [before_after, download, masked, comparison, summary, last_result, reuse]  # what `no_result` empties
         private = {"api_visibility": "private", "concurrency_limit": CONCURRENCY_LIMIT}
         drop.change(
-            open_photo, [drop, mask_file, brush], [drop, painted, mask_file, photo], preprocess=False, **private
+            open_photo, [drop, mask_file], [drop, painted, mask_file, photo, *result], preprocess=False, **private
         )
         mask_file.upload(apply_mask_file, [photo, mask_file], [painted, mask_file], preprocess=False, **private)
-        gr.on([painted.clear, clear.click], clear_strokes, photo, painted, **private)
-        brush.change(resize_brush, [photo, brush], painted, **private)
-        another.click(new_photo, None, [drop, painted, photo], **private)
-        reuse.click(edit_again, [last_result, photo, brush], [painted, photo], **private)
-        gallery.select(edit_from_history, [history, photo, brush], [painted, photo], **private)
+        another.click(new_photo, None, [drop, painted, photo, *result], **private)
+        reuse.click(edit_again, [last_result, photo], [painted, photo], **private)
+        gallery.select(edit_from_history, [history, photo], [painted, photo], **private)
         method.change(toggle_checkpoint, method, checkpoint, api_visibility="private")
-        run.click(
+        inpainted = run.click(
             inpaint_sketch, [photo, painted, method, checkpoint, compare, history],
             [before_after, download, masked, comparison, summary, history, gallery, last_result, reuse],
-            concurrency_limit=CONCURRENCY_LIMIT, concurrency_id="inpaint", api_visibility="private",
+            js=INPAINT_JS, concurrency_limit=CONCURRENCY_LIMIT, concurrency_id="inpaint", api_visibility="private",
         )
-        demo.load(None, js=SHORTCUTS_JS)
+        inpainted.success(None, js=SHOW_RESULT_JS)
+        inpainted.failure(None, js=IDLE_JS)  # (Gradio 6 runs no `.then` step after an error)
         api_endpoint(inpaint_files)
     return demo.queue(max_size=QUEUE_SIZE)
 
@@ -400,7 +411,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-if __name__ == "__main__":
-    args = parse_args()
+def serve(argv: list[str] | None = None) -> None:
+    """Run the server until Ctrl-C or SIGTERM (what systemd, Docker and Spaces send): SIGTERM stops it as Ctrl-C
+    does (Gradio closes the server), so the exit handlers remove this run's results folder in both cases."""
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     policy = editor.MethodPolicy(tuple(args.allow_model), args.allow_any_model)
-    build_app(policy=policy).launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_UPLOAD)
+    build_app(policy=policy).launch(server_name=args.host, server_port=args.port, share=args.share, **LAUNCH_OPTIONS)
+
+
+if __name__ == "__main__":
+    serve()

@@ -1,33 +1,42 @@
 """Everything the Gradio demo (`app.py`) needs except the UI: method list, model loading, input checks, mask
-extraction from the image editor, size limits, and running one inpainting request into its own folder.
+extraction from the painting canvas's strokes, size limits, the app's folders, and running one inpainting request into
+its own folder.
 
 Nothing here imports Gradio. User-facing problems raise `InputError` with a message meant to be shown as is;
 non-fatal notices (a downscaled photo, the missing default model) are returned as plain strings.
 
-Limits (documented in README.md, "Demo app"):
+Limits (documented in docs/app.md):
 
 - `MAX_SIDE` (4096 px): a photo whose longer side exceeds it is downscaled (Lanczos) to that size before anything
   else, with a notice; the result has the downscaled size.
 - `images.MAX_HOLE_FRACTION` (95 %): a mask covering more of the photo than that is refused (nothing left to fill
   from), here as in the CLI and `inpaint()`.
 - An empty mask is refused.
-- `EDITOR_MAX_SIDE` (768 px): the painting canvas is the photo at most this size, so the browser encodes and
-  sends small layers while painting (the photo itself reaches the server once, as uploaded); strokes are scaled up
-  to the photo's size, conservatively, before inpainting.
+- `EDITOR_MAX_SIDE` (768 px): the painting canvas shows the photo at most this size (sent as a JPEG); the page
+  sends the strokes once, when Inpaint is pressed, as one PNG layer of the canvas's size (at most
+  `STROKES_MAX_BYTES`); they are scaled up to the photo's size, conservatively, before inpainting. The photo itself
+  reaches the server once, as uploaded.
+- A mask file may have the photo's shape at any scale up to the photo's own size (plus a pixel of rounding); a
+  larger one is refused from its header, before it is decoded.
 - `BRUSH_PERCENT` (4 %): the brush's default diameter, as a share of the photo's shorter side.
 - `HISTORY_LENGTH` (8): the results a session keeps to step back to (per session, never shared).
+- Each server writes its request folders under one folder of its own, `APP_DIR_PREFIX` + its process id; a new
+  server removes the folders of earlier servers whose process has ended (`remove_dead_runs`).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
+import io
 import os
 import re
 import secrets
 import shutil
-import threading
+import tempfile
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,13 +56,21 @@ BRUSH_PERCENT = 4.0
 HISTORY_LENGTH = 8
 # Dropdown value meaning "the checkpoint typed into the text box".
 CUSTOM = "custom"
-# Colour of the brush in the editor (CSS) and of an uploaded mask drawn into the editor (RGBA), and the colour of
-# hole pixels in the masked-input preview.
-HOLE_CSS = "rgba(255, 46, 136, 0.8)"
-HOLE_RGBA = (255, 46, 136, 204)
+# Colour of the strokes on the painting canvas (also of an uploaded mask drawn there); the canvas shows its strokes
+# layer translucent. White is the colour of hole pixels in the masked-input preview.
+HOLE_RGBA = (255, 46, 136, 255)
 HOLE_PREVIEW_RGB = (255, 255, 255)
+# JPEG quality of the photo the painting canvas shows (the request always uses the uploaded file itself).
+CANVAS_JPEG_QUALITY = 90
+# The strokes layer the page sends when Inpaint is pressed: a PNG data URL of at most this many bytes (a 768² layer
+# of strokes is a few KB; a full one about 20 KB).
+STROKES_MAX_BYTES = 2**20
+# A mask file may be larger than the photo by this many pixels per side (the canvas rounds its sides to pixels).
+MASK_ROUNDING_PX = 1
 # Per-request folders older than this are removed when a new one is made.
 REQUEST_DIR_MAX_AGE_S = 3600.0
+# A server's own folder for its request folders: this prefix, its process id, a dash, random characters.
+APP_DIR_PREFIX = "hf-faceinpaint-app-"
 
 _READ_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 _LOAD_ERRORS = (OSError, ValueError, CheckpointError)
@@ -230,19 +247,52 @@ def read_photo(path: str | os.PathLike | None) -> tuple[Image.Image, str | None]
     return limit_size(image)
 
 
-def read_mask_file(path: str | os.PathLike, size: tuple[int, int]) -> np.ndarray:
+def photo_size(path: str | os.PathLike) -> tuple[int, int]:
+    """The (W, H) of a photo file as stored (before any downscaling), from its header alone."""
+    with Image.open(path) as img:
+        return img.size
+
+
+def oversized_mask(mask_size: tuple[int, int], photo: tuple[int, int]) -> str | None:
+    """Why a mask of `mask_size` cannot belong to a photo of (W, H) `photo` (as stored), or None: a mask may have any
+    scale of the photo's shape up to the photo's own size, plus `MASK_ROUNDING_PX` for the canvas's rounding. Either
+    may be stored turned by a quarter (EXIF orientation, which only decoding reveals in a PNG), so both ways fit."""
+    width, height = (limit + MASK_ROUNDING_PX for limit in photo)
+    if (mask_size[0] <= width and mask_size[1] <= height) or (mask_size[0] <= height and mask_size[1] <= width):
+        return None
+    return (
+        f"The mask file is {mask_size[0]}×{mask_size[1]} px, larger than the photo ({photo[0]}×{photo[1]} px); "
+        "upload a mask of the photo's size (or smaller, same shape), white = hole."
+    )
+
+
+def read_mask_file(
+    path: str | os.PathLike, size: tuple[int, int], photo: tuple[int, int] | None = None
+) -> np.ndarray:
     """Read an uploaded mask (white / non-zero / painted alpha = hole) and fit it to a (W, H) photo size.
 
-    The mask may have the photo's original size or any size of the same aspect ratio (e.g. before downscaling).
+    The mask may have the photo's original size or any size of the same aspect ratio (e.g. before downscaling), up
+    to the photo as uploaded: a larger one is refused from its header, before its pixels are decoded (a small PNG
+    can hold a huge mask), and the pixels are decoded under PIL's limit, as the photo's are.
+
+    Args:
+        path: The mask file.
+        size: The (W, H) the hole map is fitted to.
+        photo: The (W, H) of the photo as uploaded (default: `size`).
 
     Raises:
-        InputError: Unreadable file, an aspect ratio that does not match, or no hole pixel.
+        InputError: Unreadable file, a mask larger than the photo, an aspect ratio that does not match, or no hole
+            pixel.
     """
     try:
         with Image.open(path) as img:
+            if problem := oversized_mask(img.size, photo or size):
+                raise InputError(problem)
             img.load()
             picture = ImageOps.exif_transpose(img)
         hole = load_mask(picture, picture.size, max_hole_fraction=None)  # checked at the photo's size
+    except InputError:
+        raise
     except _READ_ERRORS as err:
         if "no hole pixels" in str(err):
             raise InputError(empty_mask_message()) from err
@@ -258,7 +308,7 @@ def empty_mask_message() -> str:
     return "The mask is empty: paint over the part of the face to fill (or upload a mask, white = hole)."
 
 
-def fit_mask(mask: np.ndarray, size: tuple[int, int], what: str = "The painted mask") -> np.ndarray:
+def fit_mask(mask: np.ndarray, size: tuple[int, int], what: str = "The mask") -> np.ndarray:
     """Scale a hole mask to a (W, H) size, conservatively (a target pixel touching any hole pixel is a hole).
 
     Raises:
@@ -270,8 +320,8 @@ def fit_mask(mask: np.ndarray, size: tuple[int, int], what: str = "The painted m
     rounding = 0.5 * size[0] / width + 0.5  # the canvas side rounded to a whole pixel, scaled up to the photo
     if abs(height * size[0] / width - size[1]) > max(1.0, 0.01 * size[1], rounding):  # beyond it: another shape
         raise InputError(
-            f"{what} is {width}×{height} px but the photo is {size[0]}×{size[1]} px; "
-            "they must have the same shape. Upload the photo again and repaint."
+            f"{what} is {width}×{height} px but the photo is {size[0]}×{size[1]} px: another shape. A mask must "
+            "have the photo's aspect ratio (at the photo's size or scaled down), white = hole."
         )
     area = np.asarray(Image.fromarray(mask.astype(np.float32)).resize(tuple(size), Image.Resampling.BOX))
     return area > 0
@@ -293,76 +343,34 @@ def check_mask(mask: np.ndarray | None) -> np.ndarray:
     return mask
 
 
-# --- the image editor ----------------------------------------------------------------------------------------
+# --- the painting canvas ------------------------------------------------------------------------------------
 
 
-def _as_array(item: Any) -> np.ndarray:
-    """An editor layer (numpy array, PIL image or file path) as a numpy array."""
-    if isinstance(item, np.ndarray):
-        return item
-    if isinstance(item, Image.Image):
-        return np.asarray(item)
-    with Image.open(item) as img:
-        return np.asarray(img)
-
-
-def layer_hole(layer: Any) -> np.ndarray:
-    """The painted pixels of one editor layer: alpha > 0 when it has an alpha channel, else non-zero colour.
-
-    Args:
-        layer: (H, W, 4) / (H, W, 2) with alpha, (H, W, 3) / (H, W) without; as array, PIL image or path.
-
-    Returns:
-        (H, W) bool.
-    """
-    values = _as_array(layer)
-    if values.ndim == 3 and values.shape[2] in (2, 4):
-        return values[:, :, -1] > 0
-    return (values != 0).any(axis=2) if values.ndim == 3 else values != 0
-
-
-def mask_from_editor(value: Mapping[str, Any] | None) -> np.ndarray | None:
-    """The hole mask painted in a `gr.ImageEditor` / `gr.ImageMask` value: the union of its layers' painted pixels.
-
-    The background (the photo, whatever its alpha) never counts; the eraser leaves transparent pixels, which do
-    not count either. Strokes are painted pixels of any colour.
-
-    Args:
-        value: The editor value {"background", "layers", "composite"} (images as arrays, PIL images or paths), or
-            None.
-
-    Returns:
-        (H, W) bool, True = hole; None when there is no value or no layer (nothing painted).
-
-    Raises:
-        InputError: Layers of different sizes.
-    """
-    layers = [layer for layer in (value or {}).get("layers") or [] if layer is not None]
-    if not layers:
-        return None
-    holes = [layer_hole(layer) for layer in layers]
-    if len({hole.shape for hole in holes}) > 1:
-        raise InputError("The editor's layers have different sizes; clear the editor and paint again.")
-    return np.logical_or.reduce(holes)
+def data_url(image: Image.Image, fmt: str, **options: Any) -> str:
+    """An image encoded as a `data:` URL (for the page: the canvas's photo, a strokes layer)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return f"data:image/{fmt.lower()};base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
 
 
 def mask_layer(mask: np.ndarray) -> Image.Image:
-    """An RGBA editor layer showing a hole mask in `HOLE_RGBA`, transparent elsewhere."""
+    """An RGBA strokes layer showing a hole mask in `HOLE_RGBA`, transparent elsewhere."""
     layer = np.zeros((*mask.shape, 4), np.uint8)
     layer[mask] = HOLE_RGBA
     return Image.fromarray(layer)
 
 
-def editor_value(
+def scene(
     photo_path: str | os.PathLike | None, mask_path: str | os.PathLike | None
 ) -> tuple[dict[str, Any] | None, list[str]]:
-    """The editor value for a newly chosen photo and/or mask file: the photo (at most `EDITOR_MAX_SIDE`), and the
-    mask as a layer of the same size.
+    """What the painting canvas shows for a newly chosen photo and/or mask file: the photo (at most
+    `EDITOR_MAX_SIDE`, as a JPEG data URL) and the mask as strokes (a PNG data URL of the same size, or None).
 
-    A mask file that cannot be used is left out with a notice; the photo still loads.
+    A mask file that cannot be used is left out with a notice; the photo still opens. Each scene has a new `token`,
+    so the page opens it even when it shows the same photo again.
 
     Returns:
-        The value (None when there is no photo) and notices for the user.
+        {"photo", "strokes", "width", "height", "token"} (None when there is no photo) and notices for the user.
 
     Raises:
         InputError: An unreadable photo.
@@ -372,19 +380,51 @@ def editor_value(
     image, notice = read_photo(photo_path)
     shown, _ = limit_size(image, EDITOR_MAX_SIDE)
     notices = [notice] if notice else []
-    layers = []
+    strokes = None
     if mask_path:
         try:
-            layers.append(mask_layer(read_mask_file(mask_path, shown.size)))
+            strokes = data_url(mask_layer(read_mask_file(mask_path, shown.size, photo_size(photo_path))), "PNG")
         except InputError as err:
             notices.append(f"{err} The mask file was not used.")
-    return {"background": shown, "layers": layers, "composite": None}, notices
+    view = {"photo": data_url(shown, "JPEG", quality=CANVAS_JPEG_QUALITY), "strokes": strokes,
+            "width": shown.width, "height": shown.height, "token": secrets.token_hex(6)}
+    return view, notices
 
 
-def brush_radius(canvas_size: tuple[int, int], percent: float = BRUSH_PERCENT) -> int:
-    """The editor's brush radius in canvas pixels for a brush `percent` % of the canvas's shorter side across
-    (Gradio's brush size is a radius in canvas pixels)."""
-    return max(1, round(min(canvas_size) * percent / 200))
+def strokes_mask(strokes: str | None, canvas: tuple[int, int]) -> np.ndarray | None:
+    """The hole mask of the strokes layer the page sends when Inpaint is pressed: a PNG data URL of the canvas's
+    (W, H) size, where every painted pixel (alpha > 0) is a hole.
+
+    Returns:
+        (H, W) bool, or None when nothing was sent.
+
+    Raises:
+        InputError: Not a PNG data URL, over `STROKES_MAX_BYTES`, or of another size than the canvas.
+    """
+    if not strokes:
+        return None
+    header, _, payload = strokes.partition(",")
+    if header != "data:image/png;base64" or len(payload) > STROKES_MAX_BYTES * 4 // 3 + 4:
+        raise InputError("The page sent its strokes in an unexpected form; reload the page and paint again.")
+    try:
+        with Image.open(io.BytesIO(base64.b64decode(payload, validate=True))) as layer:
+            if layer.size != tuple(canvas):
+                raise InputError(
+                    f"The strokes are {layer.width}×{layer.height} px but the canvas is {canvas[0]}×{canvas[1]} px; "
+                    "reload the page and open the photo again."
+                )
+            return load_mask(layer, layer.size, max_hole_fraction=None)
+    except InputError:
+        raise
+    except (binascii.Error, *_READ_ERRORS) as err:
+        if "no hole pixels" in str(err):
+            return None
+        raise InputError("The page sent strokes that are not a readable PNG; reload the page and paint again.") from err
+
+
+def history_caption(name: str, spec: str) -> str:
+    """The caption of a result in the session's history: the photo's name and the method."""
+    return f"{name} · {_slug(spec)}"
 
 
 def with_result(history: Sequence[tuple[str, str]], path: str | os.PathLike, caption: str) -> list[tuple[str, str]]:
@@ -416,21 +456,22 @@ def _stem(path: str | os.PathLike) -> str:
 
 
 def job_from_sketch(
-    photo_path: str | os.PathLike | None, value: Mapping[str, Any] | None, name: str | None = None
+    photo_path: str | os.PathLike | None, strokes: str | None, canvas: tuple[int, int] | None, name: str | None = None
 ) -> Job:
-    """A job from the photo upload and the strokes painted in the editor.
+    """A job from the photo on the server and the strokes layer the page sent (see `strokes_mask`).
 
     Args:
         photo_path: The photo on the server (an upload, or an earlier result being edited again).
-        value: The editor's value.
+        strokes: The strokes layer, a PNG data URL of the canvas's size ("" / None: nothing painted).
+        canvas: The (W, H) of the canvas the photo was shown on (`scene`).
         name: The file stem for the results (default: the photo file's).
 
     Raises:
-        InputError: No or unreadable photo, empty or nearly full mask, a canvas that does not fit the photo.
+        InputError: No or unreadable photo, empty or nearly full mask, strokes that do not fit the canvas.
     """
     image, notice = read_photo(photo_path)
-    painted = mask_from_editor(value)
-    mask = check_mask(None if painted is None else fit_mask(painted, image.size))
+    painted = strokes_mask(strokes, canvas or image.size)
+    mask = check_mask(None if painted is None else fit_mask(painted, image.size, what="The painted strokes"))
     return Job(image, mask, _stem(name or photo_path), (notice,) if notice else ())
 
 
@@ -438,12 +479,13 @@ def job_from_files(image_path: str | os.PathLike | None, mask_path: str | os.Pat
     """A job from an image file and a mask file (white = hole), as the `/inpaint` API endpoint receives them.
 
     Raises:
-        InputError: Missing or unreadable files, a mask of another shape, empty or nearly full mask.
+        InputError: Missing or unreadable files, a mask larger than the photo or of another shape, empty or nearly
+            full mask.
     """
     image, notice = read_photo(image_path)
     if not mask_path:
-        raise InputError("Upload a mask image too (white = hole, same shape as the photo).")
-    mask = check_mask(read_mask_file(mask_path, image.size))
+        raise InputError("Upload a mask image too (white = hole, the photo's shape).")
+    mask = check_mask(read_mask_file(mask_path, image.size, photo_size(image_path)))
     return Job(image, mask, _stem(image_path), (notice,) if notice else ())
 
 
@@ -465,6 +507,42 @@ def new_request_dir(root: str | os.PathLike, max_age_s: float = REQUEST_DIR_MAX_
     folder = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(6)}"
     folder.mkdir()
     return folder
+
+
+def app_output_root(parent: str | os.PathLike | None = None) -> Path:
+    """A new folder (under `parent`, default the system's temporary folder) for one server's request folders,
+    named after this process (`APP_DIR_PREFIX` + pid), after removing those of earlier servers that have ended."""
+    remove_dead_runs(parent)
+    return Path(tempfile.mkdtemp(prefix=f"{APP_DIR_PREFIX}{os.getpid()}-", dir=parent))
+
+
+def remove_dead_runs(parent: str | os.PathLike | None = None) -> list[Path]:
+    """Remove the output folders of earlier servers (`app_output_root`) whose process is no longer running, as one
+    stopped by SIGKILL or a crash leaves them; folders of running servers, and other users' folders, are kept.
+
+    Returns:
+        The folders removed.
+    """
+    removed = []
+    for folder in Path(parent or tempfile.gettempdir()).glob(f"{APP_DIR_PREFIX}*"):
+        owner = re.match(r"(\d+)-", folder.name[len(APP_DIR_PREFIX):])
+        with contextlib.suppress(OSError):  # gone meanwhile, or not ours to look at
+            mine = folder.is_dir() and not folder.is_symlink() and folder.stat().st_uid == os.getuid()
+            if mine and owner and not _running(int(owner.group(1))):
+                shutil.rmtree(folder)
+                removed.append(folder)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    """Whether a process with this id exists (another user's counts; a reused id counts too: kept until later)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        pass
+    return True
 
 
 def _slug(spec: str) -> str:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib.util
 import os
 import socket
-from collections.abc import Iterator
+import struct
+import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -33,6 +35,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.fixture
+def port() -> int:
+    """A free TCP port on 127.0.0.1 (`free_port`)."""
+    return free_port()
+
+
 @pytest.fixture(scope="session")
 def app_url(app_module: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The demo served on 127.0.0.1 for this test session (closed at the end); its URL."""
@@ -40,9 +48,34 @@ def app_url(app_module: ModuleType, tmp_path_factory: pytest.TempPathFactory) ->
     port = free_port()
     demo.launch(
         server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-        max_file_size=app_module.MAX_UPLOAD,
+        **app_module.LAUNCH_OPTIONS,
     )
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:
         demo.close()
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def write_palette_png(path: Path, side: int) -> Path:
+    """A black `side`² palette PNG with one white pixel, compressed row by row: a few hundred KB on disk whatever its
+    side (so writing it costs no memory), side² bytes and more once decoded."""
+    packer, rows = zlib.compressobj(9), []
+    for row in range(side):
+        line = bytearray(side + 1)  # filter byte 0, then one palette index per pixel
+        line[1] = 1 if row == 0 else 0
+        rows.append(packer.compress(bytes(line)))
+    rows.append(packer.flush())
+    header = struct.pack(">IIBBBBB", side, side, 8, 3, 0, 0, 0)  # 8-bit palette
+    chunks = [(b"IHDR", header), (b"PLTE", bytes([0] * 3 + [255] * 3)), (b"IDAT", b"".join(rows)), (b"IEND", b"")]
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"".join(_png_chunk(kind, data) for kind, data in chunks))
+    return path
+
+
+@pytest.fixture(scope="session")
+def palette_png() -> Callable[[Path, int], Path]:
+    """`write_palette_png`: a huge mask in a small file, as a hostile client sends it."""
+    return write_palette_png

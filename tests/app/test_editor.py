@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import os
+import subprocess
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import huggingface_hub
 import numpy as np
 import pytest
-from PIL import Image, ImageCms
+from PIL import Image, ImageCms, ImageFile
 
 from hf_faceinpaint import editor
 from hf_faceinpaint.models import registry
@@ -46,51 +51,42 @@ def _mask_file(tmp_path: Path, size: tuple[int, int], box: Box | None, name: str
     return path
 
 
-# --- mask extraction from editor values ----------------------------------------------------------------------
+# --- the strokes the page sends -------------------------------------------------------------------------------
 
 
-def test_mask_from_editor_none_and_no_layers() -> None:
-    background = np.zeros((8, 8, 4), np.uint8)
-    assert editor.mask_from_editor(None) is None
-    assert editor.mask_from_editor({"background": background, "layers": [], "composite": background}) is None
-    assert editor.mask_from_editor({"background": background, "layers": [None], "composite": None}) is None
+def _strokes(height: int, width: int, *boxes: Box) -> str:
+    """The strokes layer as the page sends it: a PNG data URL, `HOLE_RGBA` in the boxes, transparent elsewhere."""
+    layer = np.zeros((height, width), bool)
+    for x0, y0, x1, y1 in boxes:
+        layer[y0:y1, x0:x1] = True
+    return editor.data_url(editor.mask_layer(layer), "PNG")
 
 
-def test_mask_from_editor_unions_layers_and_ignores_transparent_colour() -> None:
-    first = _layer(20, 30, (2, 3, 6, 8))
-    second = _layer(20, 30, (20, 10, 25, 15), rgb=(0, 0, 0))  # a black stroke is still a stroke
-    first[15:18, 0:5] = (255, 255, 255, 0)  # colour under zero alpha (what the eraser may leave) is no stroke
-    hole = editor.mask_from_editor({"background": None, "layers": [first, second], "composite": None})
+def test_strokes_mask_reads_painted_pixels_of_the_canvas_size() -> None:
+    hole = editor.strokes_mask(_strokes(20, 30, (2, 3, 6, 8), (20, 10, 25, 15)), (30, 20))
     expected = np.zeros((20, 30), bool)
     expected[3:8, 2:6] = expected[10:15, 20:25] = True
     assert hole is not None and hole.dtype == bool
     np.testing.assert_array_equal(hole, expected)
+    erased = np.zeros((20, 30, 4), np.uint8)
+    erased[..., :3] = 255  # colour under zero alpha (what an eraser leaves) is no stroke
+    erased[0, 0, 3] = 1
+    assert editor.strokes_mask(editor.data_url(Image.fromarray(erased), "PNG"), (30, 20)).sum() == 1
+    assert editor.strokes_mask("", (30, 20)) is None and editor.strokes_mask(None, (30, 20)) is None
+    assert editor.strokes_mask(_strokes(20, 30), (30, 20)) is None  # nothing painted
 
 
-def test_mask_from_editor_ignores_rgba_background() -> None:
-    background = np.full((10, 10, 4), 200, np.uint8)
-    background[:5, :, 3] = 0  # a transparent half of the photo is not a hole
-    value = {"background": background, "layers": [_layer(10, 10, (1, 1, 3, 3))], "composite": None}
-    hole = editor.mask_from_editor(value)
-    assert hole is not None and hole.sum() == 4
-
-
-def test_mask_from_editor_accepts_pil_paths_and_layers_without_alpha(tmp_path: Path) -> None:
-    path = tmp_path / "layer.png"
-    Image.fromarray(_layer(10, 12, (0, 0, 2, 2))).save(path)
-    grey = np.zeros((10, 12), np.uint8)
-    grey[9, 11] = 7
-    rgb = np.zeros((10, 12, 3), np.uint8)
-    rgb[5, 5, 1] = 1
-    pil = Image.fromarray(_layer(10, 12, (8, 0, 9, 1)))
-    hole = editor.mask_from_editor({"layers": [str(path), pil, grey, rgb]})
-    assert hole is not None
-    assert hole.sum() == 4 + 1 + 1 + 1 and hole[9, 11] and hole[5, 5] and hole[0, 8]
-
-
-def test_mask_from_editor_refuses_layers_of_different_sizes() -> None:
-    with pytest.raises(editor.InputError, match="different sizes"):
-        editor.mask_from_editor({"layers": [_layer(10, 10, (0, 0, 1, 1)), _layer(10, 12, (0, 0, 1, 1))]})
+def test_strokes_that_do_not_fit_the_canvas_are_one_clear_error() -> None:
+    with pytest.raises(editor.InputError, match="strokes are 30×20 px but the canvas is 31×20 px"):
+        editor.strokes_mask(_strokes(20, 30, (0, 0, 1, 1)), (31, 20))
+    jpeg = editor.data_url(Image.new("RGB", (30, 20)), "JPEG")
+    too_long = "data:image/png;base64," + "A" * (editor.STROKES_MAX_BYTES * 2)
+    for unexpected in (jpeg, "<b>not a data url</b>", too_long):
+        with pytest.raises(editor.InputError, match="strokes in an unexpected form"):
+            editor.strokes_mask(unexpected, (30, 20))
+    for unreadable in ("data:image/png;base64,%%%", "data:image/png;base64,iVBORw0KGgo="):
+        with pytest.raises(editor.InputError, match="not a readable PNG"):
+            editor.strokes_mask(unreadable, (30, 20))
 
 
 def test_fit_mask_scales_conservatively_and_refuses_other_shapes() -> None:
@@ -102,7 +98,7 @@ def test_fit_mask_scales_conservatively_and_refuses_other_shapes() -> None:
     fine[9, 15] = True  # one pixel still marks the coarser pixel that holds it
     assert editor.fit_mask(fine, (20, 10))[4, 7]
     assert editor.fit_mask(fine, (40, 20)) is fine
-    with pytest.raises(editor.InputError, match="same shape"):
+    with pytest.raises(editor.InputError, match="is 40×20 px but the photo is 40×40 px: another shape"):
         editor.fit_mask(fine, (40, 40))
     thin = np.ones((2, 2048), bool)  # 4096×3 shown at 2048×2 (rounded): still the same shape
     assert editor.fit_mask(thin, (4096, 3)).all()
@@ -157,36 +153,62 @@ def test_read_mask_file_fits_and_messages(tmp_path: Path) -> None:
     assert hole.shape == (48, 64) and hole.sum() == 64
     with pytest.raises(editor.InputError, match="The mask is empty"):
         editor.read_mask_file(_mask_file(tmp_path, (64, 48), None, "empty.png"), (64, 48))
-    with pytest.raises(editor.InputError, match="same shape"):
+    with pytest.raises(editor.InputError, match="another shape. A mask must have the photo's aspect ratio"):
         editor.read_mask_file(_mask_file(tmp_path, (48, 48), (0, 0, 4, 4), "square.png"), (64, 48))
     (tmp_path / "bad.png").write_bytes(b"\x89PNG broken")
     with pytest.raises(editor.InputError, match="The mask bad.png could not be read"):
         editor.read_mask_file(tmp_path / "bad.png", (64, 48))
 
 
-def test_editor_value_puts_the_mask_file_on_a_layer(tmp_path: Path) -> None:
+def test_a_mask_larger_than_the_photo_is_refused_before_it_is_decoded(
+    tmp_path: Path, palette_png: Callable[[Path, int], Path]
+) -> None:
+    photo = _photo(tmp_path, (64, 64))
+    huge = palette_png(tmp_path / "huge.png", 4000)
+    decoded: list[Image.Image] = []
+    original_load = ImageFile.ImageFile.load
+    with pytest.MonkeyPatch.context() as patch:  # record any decode of the mask's pixels
+        patch.setattr(ImageFile.ImageFile, "load", lambda image: decoded.append(image) or original_load(image))
+        with pytest.raises(editor.InputError, match=r"The mask file is 4000×4000 px, larger than the photo \(64×64"):
+            editor.job_from_files(photo, huge)
+    assert not [image for image in decoded if image.size == (4000, 4000)]
+    # the photo's own size plus a pixel of rounding passes; a mask for the photo as uploaded (before the 4096 px
+    # downscale) passes too
+    assert editor.oversized_mask((65, 65), (64, 64)) is None and editor.oversized_mask((66, 64), (64, 64))
+    view, notices = editor.scene(photo, huge)
+    assert view is not None and view["strokes"] is None and "larger than the photo" in notices[0]
+
+
+def test_scene_shows_the_photo_and_the_mask_file_as_strokes(tmp_path: Path) -> None:
     photo = _photo(tmp_path)
-    value, notices = editor.editor_value(photo, _mask_file(tmp_path, (64, 48), (10, 5, 20, 15)))
-    assert notices == [] and value is not None
-    assert value["background"].size == (64, 48)
-    (layer,) = value["layers"]
-    assert editor.layer_hole(layer).sum() == 100
-    value, notices = editor.editor_value(photo, _mask_file(tmp_path, (48, 48), (0, 0, 4, 4), "square.png"))
-    assert value is not None and value["layers"] == [] and "The mask file was not used" in notices[0]
-    assert editor.editor_value(None, None) == (None, [])
+    view, notices = editor.scene(photo, _mask_file(tmp_path, (64, 48), (10, 5, 20, 15)))
+    assert notices == [] and view is not None and (view["width"], view["height"]) == (64, 48)
+    assert view["photo"].startswith("data:image/jpeg;base64,")
+    assert editor.strokes_mask(view["strokes"], (64, 48)).sum() == 100
+    again, _ = editor.scene(photo, None)
+    assert again is not None and again["strokes"] is None and again["token"] != view["token"]  # shown anew
+    view, notices = editor.scene(photo, _mask_file(tmp_path, (48, 48), (0, 0, 4, 4), "square.png"))
+    assert view is not None and view["strokes"] is None and "The mask file was not used" in notices[0]
+    assert editor.scene(None, None) == (None, [])
 
 
-def test_editor_value_shows_large_photos_smaller(tmp_path: Path) -> None:
+def test_large_photos_are_shown_smaller_and_the_strokes_scaled_back_up(tmp_path: Path) -> None:
     photo = _photo(tmp_path, (3000, 100))
-    value, notices = editor.editor_value(photo, _mask_file(tmp_path, (3000, 100), (0, 0, 30, 30)))
-    assert value is not None and notices == []
+    view, notices = editor.scene(photo, _mask_file(tmp_path, (3000, 100), (0, 0, 30, 30)))
+    assert view is not None and notices == []
     side = round(100 * editor.EDITOR_MAX_SIDE / 3000)
-    assert value["background"].size == (editor.EDITOR_MAX_SIDE, side)
-    painted = editor.mask_from_editor(value)
-    assert painted is not None and painted.shape == (side, editor.EDITOR_MAX_SIDE)
-    job = editor.job_from_sketch(photo, value)  # the strokes are scaled back up to the photo
+    assert (view["width"], view["height"]) == (editor.EDITOR_MAX_SIDE, side)
+    with Image.open(io.BytesIO(base64.b64decode(view["photo"].partition(",")[2]))) as shown:
+        assert shown.size == (editor.EDITOR_MAX_SIDE, side)
+    job = editor.job_from_sketch(photo, view["strokes"], (view["width"], view["height"]))  # scaled back up
     assert job.image.size == (3000, 100) and job.mask.shape == (100, 3000)
     assert job.mask[:30, :30].all() and job.mask.sum() < 40 * 40
+
+
+def test_history_captions_name_the_photo() -> None:
+    history = editor.with_result([], "/r/a.png", editor.history_caption("astronaut", "msl-face"))
+    assert history == [("/r/a.png", "astronaut · msl-face")]
+    assert editor.history_caption("me", "runs/v2/final") == "me · final"
 
 
 # --- methods -------------------------------------------------------------------------------------------------
@@ -258,9 +280,8 @@ def test_a_method_that_cannot_load_is_one_clear_message(monkeypatch: pytest.Monk
 def test_sketch_request_keeps_unmasked_pixels_and_reports_progress(tmp_path: Path) -> None:
     example = load_image(example_image_path())
     hole = load_mask(example_mask_path(), example.size)
-    layer = np.zeros((*hole.shape, 4), np.uint8)
-    layer[hole] = editor.HOLE_RGBA
-    job = editor.job_from_sketch(example_image_path(), {"background": None, "layers": [layer], "composite": None})
+    strokes = editor.data_url(editor.mask_layer(hole), "PNG")
+    job = editor.job_from_sketch(example_image_path(), strokes, example.size)
     np.testing.assert_array_equal(job.mask, hole)
     steps: list[float] = []
     folder = editor.new_request_dir(tmp_path)
@@ -299,11 +320,27 @@ def test_job_messages(tmp_path: Path) -> None:
     with pytest.raises(editor.InputError, match="Upload a mask image too"):
         editor.job_from_files(photo, None)
     with pytest.raises(editor.InputError, match="The mask is empty"):
-        editor.job_from_sketch(photo, {"layers": [np.zeros((48, 64, 4), np.uint8)]})
+        editor.job_from_sketch(photo, _strokes(48, 64), (64, 48))
+    with pytest.raises(editor.InputError, match="The mask is empty"):
+        editor.job_from_sketch(photo, "", (64, 48))
     with pytest.raises(editor.InputError, match="covers 100% of the photo"):
         editor.job_from_files(photo, _mask_file(tmp_path, (64, 48), (0, 0, 64, 48)))
     with pytest.raises(editor.InputError, match="Upload a photo first"):
-        editor.job_from_sketch(None, None)
+        editor.job_from_sketch(None, None, None)
+
+
+def test_a_new_server_removes_the_folders_of_servers_that_have_ended(tmp_path: Path) -> None:
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = tmp_path / f"{editor.APP_DIR_PREFIX}{int(ended.stdout)}-abc"
+    (dead / "20260101-000000-0123").mkdir(parents=True)
+    (dead / "20260101-000000-0123" / "photo.png").write_bytes(b"x")
+    alive = tmp_path / f"{editor.APP_DIR_PREFIX}{os.getppid()}-def"  # pytest's parent: running
+    unnamed, other = tmp_path / f"{editor.APP_DIR_PREFIX}xyz", tmp_path / "unrelated-123-abc"
+    for folder in (alive, unnamed, other):
+        folder.mkdir()
+    root = editor.app_output_root(tmp_path)
+    assert root.name.startswith(f"{editor.APP_DIR_PREFIX}{os.getpid()}-") and root.is_dir()
+    assert not dead.exists() and alive.is_dir() and unnamed.is_dir() and other.is_dir()
 
 
 def test_request_dirs_are_fresh_and_old_ones_are_removed(tmp_path: Path) -> None:
