@@ -132,11 +132,9 @@ class DraftTask(GANTask):
 
     def training_section(self, state: dict[str, Any]) -> str:
         """The model card's training paragraph."""
-        config, weights = self.config, self.config.draft
+        weights = self.config.draft
         return (
-            f"The refiner of a gappy-PCA face draft, trained with `train.py` from the `{config.model}` preset for "
-            f"{state['step']} steps at batch {config.batch_size} × {len(state['positions'])} processes on "
-            f"`{config.dataset}`. Losses: L1 on {weights.lowpass}×{weights.lowpass} cell means (hole ×"
+            f"The refiner of a gappy-PCA face draft, trained with `train.py` {self.trained_on(state)}. Losses: L1 on {weights.lowpass}×{weights.lowpass} cell means (hole ×"
             f"{weights.w_draft_hole}), hinge adversarial ×{weights.w_draft_adv}, perceptual ×{weights.w_draft_perc}, "
             f"style ×{weights.w_draft_style}. These weights are the EMA model. They inherit the licence terms of the "
             "training data."

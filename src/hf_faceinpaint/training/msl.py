@@ -98,11 +98,9 @@ class MSLTask(GANTask):
 
     def training_section(self, state: dict[str, Any]) -> str:
         """The model card's training paragraph: preset, steps, batch, data and loss weights."""
-        config, weights = self.config, self.config.msl
+        weights = self.config.msl
         return (
-            f"Trained with `train.py` from the `{config.model}` preset for {state['step']} steps at batch "
-            f"{config.batch_size} × {len(state['positions'])} processes on `{config.dataset}`. "
-            f"Losses: L1 ×{weights.w_rec}, perceptual ×{weights.w_perc}, style ×{weights.w_style}, "
+            f"Trained with `train.py` {self.trained_on(state)}. Losses: L1 ×{weights.w_rec}, perceptual ×{weights.w_perc}, style ×{weights.w_style}, "
             f"{weights.adversarial} ×{weights.w_adv}. These weights are the EMA generator. They inherit the licence "
             "terms of the training data."
         )

@@ -62,6 +62,12 @@ class BaseTask:
     def __init__(self, config: TrainConfig, accelerator: Accelerator) -> None:
         self.config, self.accelerator = config, accelerator
 
+    def trained_on(self, state: dict[str, Any]) -> str:
+        """The part of a model card's training paragraph every task shares: preset, steps, batch, processes, data."""
+        config = self.config
+        return (f"from the `{config.model}` preset for {state['step']} steps at batch {config.batch_size} × "
+                f"{len(state['positions'])} processes on `{config.dataset}`")
+
     def resolution(self, architecture: Any) -> int:
         """--resolution, or the architecture's own."""
         return self.config.resolution or architecture.resolution

@@ -141,9 +141,8 @@ class StructureTask(BaseTask):
         config, weights = self.config, self.config.structure
         identity = f"identity (ArcFace `{config.id_weights}`) ×{weights.w_id}" if weights.w_id else "no identity loss"
         return (
-            f"Stage 1 (structure reconstructor) trained with `train.py --stage 1` from the `{config.model}` preset for "
-            f"{state['step']} steps at batch {config.batch_size} × {len(state['positions'])} processes on "
-            f"`{config.dataset}`. StyleGAN2 generator: {self.generator_source}. Losses: L2 ×{weights.w_l2}, LPIPS "
+            f"Stage 1 (structure reconstructor) trained with `train.py --stage 1` {self.trained_on(state)}. StyleGAN2 "
+            f"generator: {self.generator_source}. Losses: L2 ×{weights.w_l2}, LPIPS "
             f"×{weights.w_lpips}, {identity}, L1 hole ×{weights.w_hole}, L1 valid ×{weights.w_valid}. The texture stage "
             f"is untrained: train it with `--stage 2 --stage1-checkpoint` on this folder. {_LICENCE}."
         )
@@ -213,9 +212,7 @@ class TextureTask(GANTask):
             else "without a structure stage (the paper's variant 1)"
         )
         return (
-            f"Stage 2 (texture generator) trained with `train.py --stage 2` from the `{config.model}` preset {start} "
-            f"for {state['step']} steps at batch {config.batch_size} × {len(state['positions'])} processes on "
-            f"`{config.dataset}`. Losses: L1 ×{weights.w_tex_l1}, perceptual ×{weights.w_tex_perc}, WGAN-GP "
+            f"Stage 2 (texture generator) trained with `train.py --stage 2` {self.trained_on(state)}, {start}. Losses: L1 ×{weights.w_tex_l1}, perceptual ×{weights.w_tex_perc}, WGAN-GP "
             f"×{weights.w_tex_adv} (gradient penalty ×{config.w_gp}); learning rate {config.lr_g} × "
             f"{config.lr_decay} every {config.lr_decay_every} steps. {_LICENCE}."
         )
