@@ -28,11 +28,9 @@ import torch.nn.functional as F
 
 from hf_faceinpaint.data import DatasetSpecError, FaceStream, open_dataset
 from hf_faceinpaint.io import save_safetensors_atomic
+from hf_faceinpaint.face import geometry
 from hf_faceinpaint.face.exemplars import BANK_SIDE, CORES, WINDOWS, cut_windows, window_box
 
-# The columns of the face's vertical axis (the nose bridge between the eyes), fractions of the frame side: plain skin
-# on a bare face; the bridge and rims of glasses, hair or a hand on others.
-AXIS = (0.45, 0.55)
 
 
 def typicality(windows: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -58,11 +56,11 @@ def core_slices(part: str) -> tuple[slice, slice]:
 
 
 def axis_share(windows: torch.Tensor, part: str) -> torch.Tensor:
-    """(M,) the mean detail on the face's axis (`AXIS`) over the mean detail of the core, in the core's rows: 0.73
-    for the median face of faces128 train, above 1 for most windows with glasses."""
+    """(M,) the mean detail on the face's axis (`geometry.AXIS_BAND`) over the mean detail of the core, in the core's
+    rows: 0.73 for the median face of faces128 train, above 1 for most windows with glasses."""
     rows, cols = core_slices(part)
     _, _, left, _ = window_box(part, BANK_SIDE)
-    axis = slice(round(AXIS[0] * BANK_SIDE) - left, round(AXIS[1] * BANK_SIDE) - left)
+    axis = slice(round(geometry.AXIS_BAND[0] * BANK_SIDE) - left, round(geometry.AXIS_BAND[1] * BANK_SIDE) - left)
     edges = detail(windows)[:, 0, rows]  # (M, r, w)
     return edges[:, :, axis].mean(dim=(1, 2)) / edges[:, :, cols].mean(dim=(1, 2)).clamp_min(1e-6)
 

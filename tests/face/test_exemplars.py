@@ -169,7 +169,8 @@ def test_eq_6_leaves_frames_alone_that_it_must_not_touch() -> None:
     assert torch.equal(transfer(bank, filled, eyes_hole(2), 4.0, 8.0, trust=torch.zeros(2)), filled)  # no face
     assert torch.equal(transfer(bank, filled[..., :200], eyes_hole(2)[..., :200], 4.0, 8.0), filled[..., :200])
     nose = torch.zeros(2, 1, SIDE, SIDE)
-    nose[..., round(0.45 * SIDE) : round(0.68 * SIDE), round(0.38 * SIDE) : round(0.62 * SIDE)] = 1
+    top, bottom, left, right = geometry.PARTS["nose"].pixels(SIDE)
+    nose[..., top:bottom, left:right] = 1
     assert torch.equal(transfer(bank, filled, nose, 4.0, 8.0), filled)  # reaches the eyes' core, hides too little
     thin = torch.zeros(2, 1, SIDE, SIDE)
     thin[..., 120, 60:200] = 1  # a one-pixel stroke: never deep enough
@@ -222,7 +223,7 @@ BANK_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "fit_exemplar_ba
 def _plain_pattern(rng: np.random.Generator) -> np.ndarray:
     """(BANK_SIDE, BANK_SIDE, 3) float: random texture, plain skin on the face's axis (cols .45-.55)."""
     pattern = rng.integers(40, 216, (BANK_SIDE, BANK_SIDE, 3)).astype(float)
-    pattern[:, round(0.45 * BANK_SIDE) : round(0.55 * BANK_SIDE)] = 128.0
+    pattern[:, round(geometry.AXIS_BAND[0] * BANK_SIDE) : round(geometry.AXIS_BAND[1] * BANK_SIDE)] = 128.0
     return pattern
 
 
@@ -260,7 +261,7 @@ def test_the_bank_script_drops_windows_with_detail_between_the_eyes(tmp_path: Pa
     rng = np.random.default_rng(1)
     pattern = _plain_pattern(rng)
     bridge = pattern.copy()
-    columns = np.arange(round(0.45 * BANK_SIDE), round(0.55 * BANK_SIDE))
+    columns = np.arange(round(geometry.AXIS_BAND[0] * BANK_SIDE), round(geometry.AXIS_BAND[1] * BANK_SIDE))
     bridge[round(0.43 * BANK_SIDE) : round(0.55 * BANK_SIDE), columns] = np.where(columns % 2, 20.0, 235.0)[:, None]
     windows = cut_windows(torch.from_numpy(np.stack([pattern, bridge]).round().astype(np.uint8)).permute(0, 3, 1, 2),
                           "eyes")

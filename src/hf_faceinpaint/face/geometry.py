@@ -37,8 +37,10 @@ class Box:
         return self.bottom - self.top
 
 
-#: The face's axis: the frame's centre column.
+#: The face's axis: the frame's centre column; and the columns about it between the eyes (the nose bridge: plain skin
+#: on a bare face; the bridge and rims of glasses, hair or a hand on others).
 AXIS = 0.5
+AXIS_BAND = (0.45, 0.55)
 
 #: What a user paints over: the evaluation's part boxes (`evaluate --mask-mode parts`) and the training masks' parts.
 PARTS: dict[str, Box] = {
